@@ -1,0 +1,229 @@
+"""`Sequential`: a stack of layers, each built up front from the shape of the one before.
+
+    model = Sequential([LSTM(20, return_sequences=True), LSTM(20),
+                        Dense(10)], input_shape=(None, 1))
+    model.summary()          # layer, output shape and parameter count, as Keras prints it
+    model.fit(X, y, epochs=20, validation_data=(X_val, y_val))
+
+`fit` / `predict` / `evaluate` work on arrays the Keras way and delegate to
+`seqcast.training`, so the layers themselves stay plain PyTorch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import Tensor, nn
+
+from seqcast import training
+from seqcast.errors import SeqcastError
+from seqcast.layers.base import Layer, Shape, deserialize, serialize
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    name: str
+    kind: str
+    output_shape: Shape
+    params: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What `Sequential.summary()` reports; `str()` gives the table."""
+
+    rows: tuple[SummaryRow, ...]
+    total_params: int
+    trainable_params: int
+
+    def __str__(self) -> str:
+        header = ("Layer (type)", "Output Shape", "Param #")
+        body = [
+            (f"{r.name} ({r.kind})", _shape_text(r.output_shape), f"{r.params:,}")
+            for r in self.rows
+        ]
+        widths = [max(len(row[i]) for row in [header, *body]) for i in range(3)]
+        rule = "-" * (sum(widths) + 6)
+
+        def line(cells: tuple[str, str, str]) -> str:
+            return "  ".join(
+                cell.rjust(w) if i == 2 else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+            )
+
+        lines = [rule, line(header), rule, *(line(row) for row in body), rule]
+        lines.append(f"Total params: {self.total_params:,}")
+        lines.append(f"Trainable params: {self.trainable_params:,}")
+        lines.append(f"Non-trainable params: {self.total_params - self.trainable_params:,}")
+        return "\n".join(lines)
+
+
+def _shape_text(shape: Shape) -> str:
+    inner = ", ".join("None" if s is None else str(s) for s in shape)
+    return f"({inner})"
+
+
+def _snake(name: str) -> str:
+    name = name.replace("RNN", "Rnn").replace("LSTM", "Lstm").replace("GRU", "Gru")
+    name = name.replace("Conv1D", "Conv1d").replace("WaveNet", "Wavenet")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class Sequential(Layer):
+    """Layers applied one after another, (batch, time, features) in.
+
+    `input_shape` leaves out the batch axis, as in Keras: `(None, 1)` is any number of steps of
+    one feature. Given it, every layer is built when added, so parameter counts and output
+    shapes are known at once and no lazy parameter remains.
+    """
+
+    def __init__(self, layers: Iterable[Layer] = (), input_shape: Iterable[int | None] | None = None):
+        super().__init__()
+        self.layers = nn.ModuleList()
+        self.names: list[str] = []
+        self._declared_input = None if input_shape is None else tuple(input_shape)
+        self._shape: Shape | None = None
+        if self._declared_input is not None:
+            self._shape = (None, *self._declared_input)
+            self.input_shape = self._shape
+        for layer in layers:
+            self.add(layer)
+        if self._shape is not None:
+            self.built = True
+
+    def add(self, layer: Layer) -> Sequential:
+        if not isinstance(layer, Layer):
+            raise SeqcastError(
+                f"Sequential takes seqcast layers; got {type(layer).__name__} "
+                "(wrap plain torch modules in a seqcast.layers.Layer subclass)"
+            )
+        if getattr(layer, "return_state", False):
+            raise SeqcastError(
+                f"{type(layer).__name__} with return_state=True returns several tensors and "
+                "cannot sit inside a Sequential; use return_state=False there"
+            )
+        self.names.append(self._unique_name(layer))
+        self.layers.append(layer)
+        if self._shape is not None:
+            self._shape = self._build_layer(layer, self._shape)
+        return self
+
+    def _unique_name(self, layer: Layer) -> str:
+        base = _snake(type(layer).__name__)
+        count = sum(1 for n in self.names if n == base or n.startswith(base + "_"))
+        return base if count == 0 else f"{base}_{count}"
+
+    @staticmethod
+    def _build_layer(layer: Layer, shape: Shape) -> Shape:
+        if not layer.built:
+            layer.build(shape)
+        return tuple(layer.compute_output_shape(shape))
+
+    def build(self, input_shape: Shape) -> None:
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = self._build_layer(layer, shape)
+        self._shape = shape
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = tuple(layer.compute_output_shape(shape))
+        return shape
+
+    @property
+    def output_shape(self) -> Shape | None:
+        return self._shape
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    # -- the Keras workflow on arrays ----------------------------------------------------------
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: tuple[Any, Any] | None = None,
+        optimizer: str = "adam",
+        lr: float | None = None,
+        loss: str = "mse",
+        metrics: Sequence[str | Callable] | None = None,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+        early_stopping: int | None = None,
+        seed: int | None = None,
+        shuffle: bool = True,
+        verbose: bool = True,
+    ) -> training.History:
+        """Train on arrays as Keras' `model.fit` does; returns a `History` of per-epoch losses
+        and metrics (`history.history["val_loss"]`). Metrics: "mse", "mae",
+        "last_time_step_mse" or callables f(y_true, y_pred)."""
+        self._check_built()
+        settings = training.TrainSettings(
+            epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, loss=loss,
+            clip_norm=clip_norm, clip_value=clip_value, early_stopping=early_stopping,
+            seed=seed, shuffle=shuffle, progress=verbose,
+        )
+        self._fit_loss = loss
+        self._fit_metrics = list(metrics or [])
+        return training.fit_arrays(self, x, y, settings, validation_data, metrics)
+
+    def predict(self, x: Any, batch_size: int = 1024) -> np.ndarray:
+        """Outputs for x as a numpy array (eval mode, no gradients)."""
+        self._check_built()
+        return training.predict_arrays(self, x, batch_size)
+
+    def evaluate(self, x: Any, y: Any, metrics: Sequence[str | Callable] | None = None) -> dict[str, float]:
+        """{"loss": ..., metric: ...} on (x, y), with the loss and metrics given to `fit`."""
+        self._check_built()
+        chosen = metrics if metrics is not None else getattr(self, "_fit_metrics", [])
+        return training.evaluate_arrays(self, x, y, getattr(self, "_fit_loss", "mse"), chosen)
+
+    def _check_built(self) -> None:
+        if self.input_shape is None:
+            raise SeqcastError(
+                "this Sequential has no input_shape yet; give input_shape=(time, features) "
+                "when making it"
+            )
+
+    # -- introspection --------------------------------------------------------------------------
+    def summary(self, print_fn: Callable[[str], Any] | None = print) -> Summary:
+        """The layer table (name, output shape, parameter count); printed with `print_fn`."""
+        if self.input_shape is None:
+            raise SeqcastError(
+                "Sequential.summary needs known shapes: give input_shape=(time, features) "
+                "or call the model on an input first"
+            )
+        rows, shape = [], self.input_shape
+        for name, layer in zip(self.names, self.layers, strict=True):
+            shape = tuple(layer.compute_output_shape(shape))
+            rows.append(SummaryRow(name, type(layer).__name__, shape, layer.count_params()))
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        result = Summary(tuple(rows), total, trainable)
+        if print_fn is not None:
+            print_fn(str(result))
+        return result
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "layers": [serialize(layer) for layer in self.layers],
+            "input_shape": None if self._declared_input is None else list(self._declared_input),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        layers = []
+        for spec in config["layers"]:
+            spec = {**spec, "input_shape": None}
+            layers.append(deserialize(spec))
+        return cls(layers, input_shape=config.get("input_shape"))
