@@ -1,0 +1,445 @@
+"""`Forecaster`: fit / predict / evaluate / backtest / save / load. The one place that ties
+data, model, strategy, trainer and intervals together.
+
+    fc = Forecaster("lstm", window=24, horizon=12, season=12).fit("airline.csv")
+    fc.predict(intervals=[80, 95])        # long frame: unique_id, ds, y_hat, y_lo_80, ...
+    fc.save("model/"); Forecaster.load("model/")
+
+Pipeline: per-series scaler fit on the training frame only -> strided windows -> optional
+"local level" (each window shifted by its last observed value, so trends extrapolate) ->
+chronological split (validation windows' targets lie after every training target) -> train
+-> conformal residuals on the validation windows.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from seqcast import __version__, io, metrics, strategies, training, uncertainty
+from seqcast.data import frames
+from seqcast.data.scalers import MinMaxScaler, StandardScaler, scaler_from_dict
+from seqcast.data.windows import windows_from_frame
+from seqcast.errors import NotFittedError, SeqcastError, check_choice
+from seqcast.models import BASELINES, ModelSpec, build_model
+from seqcast.sequential import Sequential
+
+SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, None: None}
+
+
+class Forecaster:
+    """A global forecasting model over one or many series (long frame: unique_id, ds, y).
+
+    Constructor arguments are stored as given (scikit-learn style) and checked by `fit`.
+    `model` is a name from `seqcast.models.list_models()` or a built `Sequential` mapping
+    (batch, window, features) to the strategy's output layout (see `seqcast.models.spec`).
+    """
+
+    def __init__(
+        self,
+        model: str | Sequential = "lstm",
+        window: int = 24,
+        horizon: int = 12,
+        strategy: str = "direct",
+        season: int | None = None,
+        units: int = 20,
+        dropout: float = 0.0,
+        covariates: list[str] | None = None,
+        scaler: str | None = "standard",
+        local_level: bool = True,
+        epochs: int = 100,
+        batch_size: int = 32,
+        optimizer: str = "adam",
+        lr: float | None = None,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+        early_stopping: int | None = None,
+        validation_size: float = 0.2,
+        interval_method: str = "conformal",
+        mc_samples: int = 100,
+        seed: int | None = 0,
+        progress: bool = False,
+    ) -> None:
+        self.model = model
+        self.window = window
+        self.horizon = horizon
+        self.strategy = strategy
+        self.season = season
+        self.units = units
+        self.dropout = dropout
+        self.covariates = covariates
+        self.scaler = scaler
+        self.local_level = local_level
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.clip_norm = clip_norm
+        self.clip_value = clip_value
+        self.early_stopping = early_stopping
+        self.validation_size = validation_size
+        self.interval_method = interval_method
+        self.mc_samples = mc_samples
+        self.seed = seed
+        self.progress = progress
+
+    def get_params(self) -> dict[str, Any]:
+        params = dict(vars(self))
+        return {k: v for k, v in params.items() if not k.endswith("_") and not k.startswith("_")}
+
+    @property
+    def model_name(self) -> str:
+        return self.model if isinstance(self.model, str) else "custom"
+
+    # -- fit ------------------------------------------------------------------------------------
+    def fit(self, data: Any, **load_options: Any) -> Forecaster:
+        """Train on every series of `data` (a path, frame, array or Series; `load_options` go
+        to `seqcast.data.load_frame`). Missing values are an error: fill them first
+        (`seqcast.impute`)."""
+        start = time.perf_counter()
+        self._check_params()
+        frame = self._frame(data, load_options)
+        frames.check_no_missing(frame, what="training")
+        spec = self._spec(n_features=1 + len(self._covariates))
+        self.strategy_ = spec.strategy
+        target_steps = 1 if spec.strategy == "recursive" else spec.horizon
+        frames.check_enough_history(frame, spec.window, max(target_steps, 1))
+        self.scaler_ = self._make_scaler().fit(frame) if self.scaler else None
+        scaled = self._scale(frame)
+        self.model_ = self._build(spec)
+        fit_set = self._windows(scaled, target_steps, spec.strategy)
+        train, val = self._split(fit_set, frame)
+        y_fit = strategies.training_targets(fit_set[1], spec.strategy, self.model_, spec.window)
+        self.history_ = None
+        if any(p.requires_grad for p in self.model_.parameters()):
+            validation = (fit_set[0][val], y_fit[val]) if val.any() else None
+            self.history_ = training.fit_arrays(
+                self.model_, fit_set[0][train], y_fit[train], self._settings(), validation
+            )
+        self.model_.eval()
+        self._calibrate(scaled, frame)
+        self.freq_ = frames.infer_freq(frame)
+        self.context_ = frame.groupby("unique_id", sort=False).tail(spec.window).reset_index(drop=True)
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    def _check_params(self) -> None:
+        check_choice("scaler", self.scaler, SCALERS)
+        check_choice("interval_method", self.interval_method, uncertainty.METHODS)
+        if not 0.0 <= float(self.validation_size) < 1.0:
+            raise SeqcastError(f"`validation_size` must be in [0, 1), got {self.validation_size!r}")
+        if not isinstance(self.model, (str, Sequential)):
+            raise SeqcastError(
+                f"`model` must be a model name or a seqcast Sequential, got {type(self.model).__name__}"
+            )
+
+    @property
+    def _covariates(self) -> list[str]:
+        return list(self.covariates or [])
+
+    def _frame(self, data: Any, load_options: dict[str, Any]) -> pd.DataFrame:
+        if isinstance(data, pd.DataFrame) and {"unique_id", "ds", "y"} <= set(data.columns) and not load_options:
+            frame = frames.load_frame(data, time_col="ds", target="y", id_col="unique_id")
+        else:
+            frame = frames.load_frame(data, **load_options)
+        missing = [c for c in self._covariates if c not in frame.columns]
+        if missing:
+            raise SeqcastError(
+                f"covariate column(s) {missing} not in the data; available: {list(frame.columns)}"
+            )
+        return frame[["unique_id", "ds", "y", *self._covariates]]
+
+    def _spec(self, n_features: int) -> ModelSpec:
+        strategy = "direct" if self.model_name in BASELINES else self.strategy
+        return ModelSpec(
+            window=self.window, horizon=self.horizon, features=n_features, strategy=strategy,
+            units=self.units, dropout=self.dropout, season=self.season,
+        )
+
+    def _build(self, spec: ModelSpec) -> Sequential:
+        if self.seed is not None:
+            torch.manual_seed(self.seed)
+        if isinstance(self.model, Sequential):
+            model = copy.deepcopy(self.model)
+            if model.input_shape is None:
+                raise SeqcastError("a custom model needs input_shape=(window, features)")
+            return model
+        return build_model(self.model, spec)
+
+    def _make_scaler(self):
+        return SCALERS[self.scaler]()
+
+    def _scale(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return self.scaler_.transform(frame) if self.scaler_ is not None else frame
+
+    def _settings(self) -> training.TrainSettings:
+        return training.TrainSettings(
+            epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+            clip_norm=self.clip_norm, clip_value=self.clip_value,
+            early_stopping=self.early_stopping, seed=self.seed, progress=self.progress,
+        )
+
+    def _windows(self, scaled: pd.DataFrame, steps: int, strategy: str):
+        """(X, Y, series, start) with X shifted to each window's last value when local_level."""
+        target = "seq2seq" if strategy == "seq2seq" else "vector"
+        win = windows_from_frame(scaled, self.window, steps, target, self._covariates)
+        x, y = np.array(win.X), np.array(win.Y)
+        if self.local_level:
+            level = x[:, -1:, 0].copy()  # (n, 1)
+            x[..., 0] -= level
+            y = y - level[:, :, None] if y.ndim == 3 else y - level
+        return x, y, win.series, win.start
+
+    def _split(self, windows, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Training windows end before each series' cut point; validation windows' targets
+        start at or after it. Windows straddling the cut are used for neither."""
+        _, y, series, start = windows
+        lengths = frame.groupby("unique_id", sort=False).size().to_numpy()
+        cut = np.floor(lengths * (1 - float(self.validation_size))).astype(int)[series]
+        steps = 1 if self.strategy_ == "recursive" else self.horizon
+        first_target = start + self.window
+        last_target = first_target + steps - 1
+        if self.strategy_ == "seq2seq":
+            first_target = start + 1
+        train = last_target < cut
+        val = first_target >= cut
+        if not train.any():
+            raise SeqcastError(
+                f"no training window fits before the validation part (validation_size="
+                f"{self.validation_size}); use a smaller window or validation_size, or more data"
+            )
+        return train, val
+
+    def _calibrate(self, scaled: pd.DataFrame, frame: pd.DataFrame) -> None:
+        """Absolute H-step errors (scaled units) on validation windows, for conformal intervals."""
+        self.calibration_ = "none"
+        self.residuals_ = np.zeros((0, self.horizon))
+        lengths = frame.groupby("unique_id", sort=False).size()
+        if (lengths < self.window + self.horizon).any():
+            return
+        x, y, series, start = self._windows(scaled, self.horizon, "direct")
+        cut = np.floor(lengths.to_numpy() * (1 - float(self.validation_size))).astype(int)[series]
+        held_out = start + self.window >= cut
+        self.calibration_ = "held-out"
+        if not held_out.any():
+            held_out = np.ones(len(x), dtype=bool)
+            self.calibration_ = "in-sample"
+        pred = self._forecast_scaled(torch.as_tensor(x[held_out]), self.horizon)
+        self.residuals_ = np.abs(y[held_out].reshape(-1, self.horizon) - pred.numpy())
+
+    # -- predict --------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("This Forecaster is not fitted yet. Call `fit` first.")
+
+    def _forecast_scaled(self, x: torch.Tensor, horizon: int) -> torch.Tensor:
+        dtype = next(iter(self.model_.parameters()), torch.empty(0)).dtype
+        with torch.no_grad():
+            return strategies.forecast(
+                self.model_, x.to(dtype), horizon, self.strategy_, self.horizon
+            ).cpu().double()
+
+    def _inputs(self, frame: pd.DataFrame):
+        """Last window of every series -> (X (S, W, F), level (S, 1), ids, last stamps)."""
+        tails = frame.groupby("unique_id", sort=False).tail(self.window)
+        sizes = tails.groupby("unique_id", sort=False).size()
+        short = sizes[sizes < self.window]
+        if len(short):
+            raise SeqcastError(
+                f"series {short.index[0]!r} has {int(short.iloc[0])} points but the model needs "
+                f"the last {self.window} (its window) to forecast"
+            )
+        frames.check_no_missing(tails, what="prediction")
+        scaled = self._scale(tails)
+        values = scaled[["y", *self._covariates]].to_numpy(np.float64)
+        x = values.reshape(len(sizes), self.window, -1).copy()
+        level = x[:, -1:, 0].copy() if self.local_level else np.zeros((len(x), 1))
+        x[..., 0] -= level
+        last = tails.groupby("unique_id", sort=False)["ds"].last()
+        return torch.as_tensor(x), level, [str(i) for i in sizes.index], last.to_list()
+
+    def predict(
+        self, data: Any = None, horizon: int | None = None, intervals: Any = None,
+        **load_options: Any,
+    ) -> pd.DataFrame:
+        """Forecast `horizon` steps after the end of each series of `data` (default: the
+        training data). Returns unique_id, ds, y_hat (+ y_lo_L / y_hi_L for each level L)."""
+        self._check_fitted()
+        horizon = self.horizon if horizon is None else horizon
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon <= 0:
+            raise SeqcastError(f"`horizon` must be a positive integer, got {horizon!r}")
+        levels = uncertainty.parse_levels(intervals)
+        frame = self.context_ if data is None else self._frame(data, load_options)
+        x, level, ids, last = self._inputs(frame)
+        point = self._forecast_scaled(x, horizon).numpy()
+        out = {"y_hat": point}
+        for lvl, (lo, hi) in self._intervals(x, point, horizon, levels).items():
+            out[f"y_lo_{lvl}"], out[f"y_hi_{lvl}"] = lo, hi
+        return self._to_frame(out, level, ids, last, horizon)
+
+    def _intervals(self, x, point, horizon, levels):
+        if not levels:
+            return {}
+        if self.interval_method == "mc_dropout":
+            return uncertainty.mc_dropout_quantiles(
+                lambda: strategies.forecast(self.model_, x.to(self._dtype()), horizon,
+                                            self.strategy_, self.horizon),
+                self.model_, self.mc_samples, levels,
+            )
+        if horizon > self.residuals_.shape[1]:
+            raise SeqcastError(
+                f"conformal intervals are calibrated for {self.residuals_.shape[1]} steps, "
+                f"not {horizon}; ask for a shorter horizon or use interval_method='mc_dropout'"
+            )
+        radius = {lvl: uncertainty.conformal_radius(self.residuals_[:, :horizon], lvl) for lvl in levels}
+        return {lvl: (point - r, point + r) for lvl, r in radius.items()}
+
+    def _dtype(self) -> torch.dtype:
+        return next(iter(self.model_.parameters()), torch.empty(0)).dtype
+
+    def _to_frame(self, columns: dict[str, np.ndarray], level, ids, last, horizon) -> pd.DataFrame:
+        rows = {"unique_id": np.repeat(ids, horizon)}
+        stamps = [frames.future_stamps(d, self.freq_, horizon) for d in last]
+        rows["ds"] = np.concatenate([np.asarray(s) for s in stamps])
+        for name, values in columns.items():
+            values = values + level
+            if self.scaler_ is not None:
+                values = self.scaler_.inverse_transform_array(ids, values)
+            rows[name] = np.asarray(values, dtype=np.float64).reshape(-1)
+        return pd.DataFrame(rows)
+
+    # -- evaluate / backtest --------------------------------------------------------------------
+    def evaluate(self, data: Any, intervals: int = 80, **load_options: Any) -> dict[str, float]:
+        """Metrics on the last `horizon` points of each series of `data`, forecast from the
+        points before them: mae, rmse, mape, smape, mase, coverage_L and width_L."""
+        self._check_fitted()
+        frame = self._frame(data, load_options)
+        context, truth = frames.split_by_time(frame, self.horizon)
+        pred = self.predict(context, intervals=[intervals])
+        return score(pred, truth, context, self.season or 1, intervals)
+
+    def backtest(self, data: Any, windows: int = 3, step: int | None = None, **load_options: Any) -> pd.DataFrame:
+        """Rolling-origin forecasts with the fitted model (no refit): `windows` origins, `step`
+        points apart (default: the horizon), the latest ending at the last point. All origins
+        of all series go through the model in one batch. Returns unique_id, cutoff, ds, y, y_hat."""
+        self._check_fitted()
+        step = self.horizon if step is None else step
+        for name, value in (("windows", windows), ("step", step)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise SeqcastError(f"`{name}` must be a positive integer, got {value!r}")
+        frame = self._frame(data, load_options)
+        contexts, truths = [], []
+        for k in range(windows):
+            drop = self.horizon + k * step
+            ctx, rest = _split_at(frame, drop)
+            contexts.append(ctx.assign(unique_id=ctx["unique_id"] + f"\x00{k}"))
+            truths.append(rest.groupby("unique_id", sort=False).head(self.horizon))
+        pred = self.predict(pd.concat(contexts, ignore_index=True))
+        pred[["unique_id", "origin"]] = pred["unique_id"].str.split("\x00", expand=True)
+        cutoffs = {k: c.groupby("unique_id", sort=False)["ds"].last() for k, c in enumerate(contexts)}
+        pred["cutoff"] = [cutoffs[int(o)][f"{u}\x00{o}"] for u, o in zip(pred["unique_id"], pred["origin"], strict=True)]
+        truth = pd.concat(truths, ignore_index=True)[["unique_id", "ds", "y"]].drop_duplicates(["unique_id", "ds"])
+        result = pred.merge(truth, on=["unique_id", "ds"], how="left")
+        return result[["unique_id", "cutoff", "ds", "y", "y_hat"]]
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write config.json + model.safetensors + scaler.json into directory `path`."""
+        self._check_fitted()
+        params = self.get_params()
+        params["model"] = self.model_name
+        config = {
+            "seqcast_version": __version__,
+            "params": params,
+            "architecture": self.model_.get_config(),
+            "strategy": self.strategy_,
+            "freq": self.freq_,
+            "calibration": self.calibration_,
+            "residuals": self.residuals_.tolist(),
+            "context": _frame_to_json(self.context_),
+            "fit_seconds": self.fit_seconds_,
+            "history": None if self.history_ is None else self.history_.history,
+        }
+        scaler = self.scaler_.to_dict() if self.scaler_ is not None else {}
+        return io.write_model_dir(path, config, self.model_.state_dict(), scaler)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Forecaster:
+        """Rebuild a saved Forecaster on the CPU (GPU-trained models included)."""
+        config, state, scaler = io.read_model_dir(path)
+        try:
+            params = dict(config["params"])
+            model = Sequential.from_config(config["architecture"])
+            if params["model"] == "custom":
+                params["model"] = model
+            fc = cls(**params)
+            model.load_state_dict(state)
+            fc.model_ = model.eval()
+            fc.strategy_ = config["strategy"]
+            fc.freq_ = config["freq"]
+            fc.calibration_ = config["calibration"]
+            fc.residuals_ = np.asarray(config["residuals"], dtype=np.float64).reshape(-1, fc.horizon)
+            fc.context_ = _frame_from_json(config["context"])
+            fc.scaler_ = scaler_from_dict(scaler) if scaler else None
+            fc.fit_seconds_ = config.get("fit_seconds", float("nan"))
+            fc.history_ = None
+        except SeqcastError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise SeqcastError(
+                f"{path} holds a damaged or incompatible seqcast model ({str(err).splitlines()[0]}); "
+                "fit and save it again"
+            ) from None
+        return fc
+
+
+def score(pred: pd.DataFrame, truth: pd.DataFrame, history: pd.DataFrame, season: int,
+          level: int | None = 80) -> dict[str, float]:
+    """Metrics of forecasts `pred` against `truth` (both long frames), MASE scaled per series
+    by the in-sample seasonal-naive error on `history`."""
+    joined = pred.merge(truth[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="inner")
+    if len(joined) != len(truth):
+        raise SeqcastError("forecast stamps do not line up with the held-out stamps")
+    y, y_hat = joined["y"].to_numpy(), joined["y_hat"].to_numpy()
+    out = {
+        "mae": metrics.mae(y, y_hat), "rmse": metrics.rmse(y, y_hat),
+        "mape": metrics.mape(y, y_hat), "smape": metrics.smape(y, y_hat),
+    }
+    scaled = []
+    for sid, part in joined.groupby("unique_id", sort=False):
+        train = history.loc[history["unique_id"] == sid, "y"].to_numpy()
+        scaled.append(metrics.mase(part["y"].to_numpy(), part["y_hat"].to_numpy(), train, season))
+    out["mase"] = float(np.mean(scaled))
+    if level is not None and f"y_lo_{level}" in joined:
+        lo, hi = joined[f"y_lo_{level}"].to_numpy(), joined[f"y_hi_{level}"].to_numpy()
+        out[f"coverage_{level}"] = metrics.coverage(y, lo, hi)
+        out[f"width_{level}"] = metrics.interval_width(lo, hi)
+    return out
+
+
+def _split_at(frame: pd.DataFrame, drop: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from_end = frame.groupby("unique_id", sort=False).cumcount(ascending=False).to_numpy()
+    return frame[from_end >= drop], frame[from_end < drop]
+
+
+def _frame_to_json(frame: pd.DataFrame) -> dict[str, Any]:
+    ds = frame["ds"]
+    is_time = pd.api.types.is_datetime64_any_dtype(ds)
+    return {
+        "columns": {c: frame[c].tolist() for c in frame.columns if c != "ds"},
+        "ds": ds.dt.strftime("%Y-%m-%dT%H:%M:%S").tolist() if is_time else ds.tolist(),
+        "ds_is_time": bool(is_time),
+    }
+
+
+def _frame_from_json(data: dict[str, Any]) -> pd.DataFrame:
+    frame = pd.DataFrame(data["columns"])
+    ds = pd.to_datetime(data["ds"]) if data["ds_is_time"] else pd.Series(data["ds"], dtype="int64")
+    frame.insert(1, "ds", ds)
+    return frame

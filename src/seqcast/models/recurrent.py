@@ -1,0 +1,58 @@
+"""Recurrent forecasters from the notes: SimpleRNN, deep RNN, layer-normalised RNN, LSTM,
+peephole LSTM, GRU and bidirectional LSTM. `units` defaults to the notes' 20."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from seqcast.layers import GRU, LSTM, RNN, Bidirectional, LayerNormSimpleRNNCell, SimpleRNN
+from seqcast.layers.base import Layer
+from seqcast.models.heads import dropout, head
+from seqcast.models.spec import ModelSpec, require_strategy
+from seqcast.sequential import Sequential
+
+
+def _stack(spec: ModelSpec, make: Callable[[bool], Layer], depth: int) -> Sequential:
+    """`depth` recurrent layers; all but the last return sequences unless seq2seq needs all."""
+    layers: list[Layer] = []
+    for k in range(depth):
+        last = k == depth - 1
+        layers.append(make(not last or spec.strategy == "seq2seq"))
+        if not last:
+            layers.extend(dropout(spec))
+    layers.extend(head(spec, sequence_body=False))
+    return Sequential(layers, input_shape=(None, spec.features))
+
+
+def simple_rnn(spec: ModelSpec) -> Sequential:
+    return _stack(spec, lambda seq: SimpleRNN(spec.units, return_sequences=seq), 1)
+
+
+def deep_rnn(spec: ModelSpec) -> Sequential:
+    return _stack(spec, lambda seq: SimpleRNN(spec.units, return_sequences=seq), 2)
+
+
+def ln_rnn(spec: ModelSpec) -> Sequential:
+    return _stack(
+        spec, lambda seq: RNN(LayerNormSimpleRNNCell(spec.units), return_sequences=seq), 2
+    )
+
+
+def lstm(spec: ModelSpec) -> Sequential:
+    return _stack(spec, lambda seq: LSTM(spec.units, return_sequences=seq), 2)
+
+
+def peephole_lstm(spec: ModelSpec) -> Sequential:
+    return _stack(spec, lambda seq: LSTM(spec.units, peephole=True, return_sequences=seq), 2)
+
+
+def gru(spec: ModelSpec) -> Sequential:
+    return _stack(spec, lambda seq: GRU(spec.units, return_sequences=seq), 2)
+
+
+def bilstm(spec: ModelSpec) -> Sequential:
+    # the backward half reads the future of every step, so per-step (seq2seq) targets leak
+    require_strategy("bilstm", spec, ("direct", "recursive"))
+    return _stack(
+        spec, lambda seq: Bidirectional(LSTM(spec.units, return_sequences=seq)), 2
+    )
