@@ -334,19 +334,20 @@ class Forecaster:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise SeqcastError(f"`{name}` must be a positive integer, got {value!r}")
         frame = self._frame(data, load_options)
-        contexts, truths = [], []
+        origins = []
         for k in range(windows):
-            drop = self.horizon + k * step
-            ctx, rest = _split_at(frame, drop)
-            contexts.append(ctx.assign(unique_id=ctx["unique_id"] + f"\x00{k}"))
-            truths.append(rest.groupby("unique_id", sort=False).head(self.horizon))
-        pred = self.predict(pd.concat(contexts, ignore_index=True))
-        pred[["unique_id", "origin"]] = pred["unique_id"].str.split("\x00", expand=True)
-        cutoffs = {k: c.groupby("unique_id", sort=False)["ds"].last() for k, c in enumerate(contexts)}
-        pred["cutoff"] = [cutoffs[int(o)][f"{u}\x00{o}"] for u, o in zip(pred["unique_id"], pred["origin"], strict=True)]
-        truth = pd.concat(truths, ignore_index=True)[["unique_id", "ds", "y"]].drop_duplicates(["unique_id", "ds"])
-        result = pred.merge(truth, on=["unique_id", "ds"], how="left")
-        return result[["unique_id", "cutoff", "ds", "y", "y_hat"]]
+            context, rest = _split_at(frame, self.horizon + k * step)
+            origins.append((self._inputs(context), rest.groupby("unique_id", sort=False).head(self.horizon)))
+        x = torch.cat([inputs[0] for inputs, _ in origins])
+        point = self._forecast_scaled(x, self.horizon).numpy()  # every origin in one batch
+        parts, offset = [], 0
+        for (x_k, level, ids, last), truth in origins:
+            block = point[offset : offset + len(x_k)]
+            offset += len(x_k)
+            pred = self._to_frame({"y_hat": block}, level, ids, last, self.horizon)
+            pred.insert(1, "cutoff", np.repeat(last, self.horizon))
+            parts.append(pred.merge(truth[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="left"))
+        return pd.concat(parts, ignore_index=True)[["unique_id", "cutoff", "ds", "y", "y_hat"]]
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -440,6 +441,9 @@ def _frame_to_json(frame: pd.DataFrame) -> dict[str, Any]:
 
 def _frame_from_json(data: dict[str, Any]) -> pd.DataFrame:
     frame = pd.DataFrame(data["columns"])
-    ds = pd.to_datetime(data["ds"]) if data["ds_is_time"] else pd.Series(data["ds"], dtype="int64")
+    if data["ds_is_time"]:
+        ds = pd.to_datetime(pd.Series(data["ds"])).astype("datetime64[ns]")
+    else:
+        ds = pd.Series(data["ds"], dtype="int64")
     frame.insert(1, "ds", ds)
     return frame

@@ -1,0 +1,266 @@
+"""The `seqcast` command: a thin shell over the Python API.
+
+Bad input prints one line on stderr and exits 2; an internal failure exits 1. Files are
+written only after all the work has succeeded, so a failed command leaves no half-written
+output behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from seqcast.errors import SeqcastError
+
+app = typer.Typer(
+    name="seqcast",
+    help="Forecast time series with recurrent and convolutional networks.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console()
+
+Data = Annotated[str, typer.Argument(help="CSV or Parquet file (long, or two columns: time, value)")]
+TimeCol = Annotated[str | None, typer.Option("--time-col", help="time column (auto-detected)")]
+Target = Annotated[str | None, typer.Option("--target", help="value column (auto-detected)")]
+IdCol = Annotated[str | None, typer.Option("--id-col", help="series id column, for many series")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")]
+
+
+def _load_options(time_col: str | None, target: str | None, id_col: str | None) -> dict[str, Any]:
+    opts = {"time_col": time_col, "target": target, "id_col": id_col}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def _table(frame, title: str | None = None, digits: int = 3) -> Table:
+    table = Table(title=title)
+    for col in frame.columns:
+        table.add_column(str(col), justify="left" if frame[col].dtype == object else "right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row])
+    return table
+
+
+def _staged(target: Path):
+    """A temporary folder beside `target` whose files are moved into it by `_publish`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+
+
+def _publish(staging: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for item in staging.iterdir():
+        dest = target / item.name
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        item.replace(dest)
+    staging.rmdir()
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value <= 0:
+        raise SeqcastError(f"--{name} must be a positive integer, got {value}")
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="where the results go")] = Path("seqcast-demo"),
+    epochs: Annotated[int, typer.Option(help="training epochs per model")] = 150,
+    quiet: Quiet = False,
+) -> None:
+    """Airline passengers, last 12 months held out: baselines vs RNN/CNN models."""
+    from seqcast.data.datasets import airline_passengers
+
+    _compare(airline_passengers(), 12, 12, "linear,deep_rnn,ln_rnn,lstm,peephole_lstm,gru,conv_gru,wavenet",
+             24, epochs, 0, out_dir, quiet, {}, title="Airline passengers, 1960 held out")
+
+
+@app.command()
+def compare(
+    data: Data,
+    horizon: Annotated[int, typer.Option(help="points held out and forecast")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for leaderboard.csv and forecast.png")],
+    season: Annotated[int | None, typer.Option(help="season length (12 for monthly)")] = None,
+    models: Annotated[str | None, typer.Option(help="comma-separated model names")] = None,
+    window: Annotated[int | None, typer.Option(help="input window (default 2 seasons)")] = None,
+    epochs: Annotated[int, typer.Option()] = 100,
+    seed: Annotated[int, typer.Option()] = 0,
+    time_col: TimeCol = None, target: Target = None, id_col: IdCol = None, quiet: Quiet = False,
+) -> None:
+    """Leaderboard of models (baselines always included) on the last HORIZON points."""
+    _positive("horizon", horizon)
+    _positive("season", season)
+    _positive("window", window)
+    _compare(data, horizon, season, models, window, epochs, seed, out_dir, quiet,
+             _load_options(time_col, target, id_col))
+
+
+def _compare(data, horizon, season, models, window, epochs, seed, out_dir, quiet, load_options,
+             title: str | None = None) -> None:
+    from seqcast import compare as comparing
+    from seqcast import plots
+
+    comparing.parse_models(models)  # fail on a bad name before any training
+
+    def report(name: str, row: dict) -> None:
+        if not quiet:
+            out.print(f"  {name:<15} mase {row['mase']:.3f}   {row['fit_seconds']:.1f} s")
+
+    started = time.perf_counter()
+    result = comparing.compare(data, horizon, season, models, window, on_model=report,
+                               load_options=load_options, epochs=epochs, seed=seed)
+    board = result.leaderboard
+    staging = _staged(out_dir)
+    try:
+        board.to_csv(staging / "leaderboard.csv", index=False, float_format="%.6g")
+        best = result.best
+        fig = plots.plot_forecast(
+            result.train, result.forecasts[best], truth=result.test, levels=[80],
+            title=f"{title or 'Forecast'}: {best} (MASE {board['mase'].iloc[0]:.3f})",
+        )
+        plots.save_figure(fig, staging / "forecast.png")
+        plots.save_figure(plots.plot_leaderboard(board), staging / "leaderboard.png")
+        result.forecasters[best].save(staging / "best_model")
+        _publish(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    out.print(_table(board, title=title or "Leaderboard (sorted by MASE)"))
+    out.print(f"best: {best}; wrote {out_dir}/leaderboard.csv, forecast.png, leaderboard.png, "
+              f"best_model/ in {time.perf_counter() - started:.0f} s")
+
+
+@app.command()
+def fit(
+    data: Data,
+    model: Annotated[str, typer.Option(help="model name, e.g. lstm, gru, wavenet")],
+    window: Annotated[int, typer.Option(help="input window length")],
+    horizon: Annotated[int, typer.Option(help="steps to forecast")],
+    out_dir: Annotated[Path, typer.Option("--out", help="model directory to write")],
+    strategy: Annotated[str, typer.Option(help="direct, recursive or seq2seq")] = "direct",
+    epochs: Annotated[int, typer.Option()] = 100,
+    seed: Annotated[int, typer.Option()] = 0,
+    lr: Annotated[float | None, typer.Option()] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    season: Annotated[int | None, typer.Option()] = None,
+    units: Annotated[int, typer.Option()] = 20,
+    dropout: Annotated[float, typer.Option()] = 0.0,
+    time_col: TimeCol = None, target: Target = None, id_col: IdCol = None, quiet: Quiet = False,
+) -> None:
+    """Train one model and save it as a directory (config.json + model.safetensors)."""
+    from seqcast.forecast import Forecaster
+
+    for name, value in (("window", window), ("horizon", horizon), ("epochs", epochs),
+                        ("batch-size", batch_size), ("season", season), ("units", units)):
+        _positive(name, value)
+    fc = Forecaster(model, window=window, horizon=horizon, strategy=strategy, season=season,
+                    units=units, dropout=dropout, epochs=epochs, seed=seed, lr=lr,
+                    batch_size=batch_size, progress=not quiet)
+    fc.fit(data, **_load_options(time_col, target, id_col))
+    fc.save(out_dir)
+    loss = fc.history_.history.get("loss", [float("nan")])[-1] if fc.history_ else float("nan")
+    out.print(f"fitted {model} in {fc.fit_seconds_:.1f} s (final training loss {loss:.4g}); "
+              f"saved to {out_dir}")
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="directory written by `seqcast fit`")],
+    data: Annotated[str | None, typer.Argument(help="history to forecast from (default: training data)")] = None,
+    horizon: Annotated[int | None, typer.Option()] = None,
+    intervals: Annotated[str | None, typer.Option(help="levels, e.g. 80,95")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="CSV to write")] = None,
+    time_col: TimeCol = None, target: Target = None, id_col: IdCol = None,
+) -> None:
+    """Forecast after the end of each series; print it, or write it with --out."""
+    from seqcast.forecast import Forecaster
+
+    _positive("horizon", horizon)
+    fc = Forecaster.load(model_dir)
+    forecast = fc.predict(data, horizon=horizon, intervals=intervals,
+                          **_load_options(time_col, target, id_col))
+    if out_file is None:
+        out.print(_table(forecast, digits=2))
+        return
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_file.with_name(f".{out_file.name}.partial")
+    forecast.to_csv(partial, index=False)
+    partial.replace(out_file)
+    out.print(f"wrote {len(forecast)} rows to {out_file}")
+
+
+@app.command()
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="directory written by `seqcast fit`")],
+    data: Data,
+    time_col: TimeCol = None, target: Target = None, id_col: IdCol = None,
+) -> None:
+    """Metrics on the last HORIZON points of each series (forecast from the points before)."""
+    import pandas as pd
+
+    from seqcast.forecast import Forecaster
+
+    fc = Forecaster.load(model_dir)
+    scores = fc.evaluate(data, **_load_options(time_col, target, id_col))
+    out.print(_table(pd.DataFrame([scores]), title=f"{fc.model_name}, last {fc.horizon} points"))
+
+
+@app.command()
+def summary(model_dir: Annotated[Path, typer.Argument(help="directory written by `seqcast fit`")]) -> None:
+    """The model's layers, output shapes and parameter counts."""
+    from seqcast.forecast import Forecaster
+
+    fc = Forecaster.load(model_dir)
+    s = fc.model_.summary(print_fn=None)
+    table = Table(title=f"{fc.model_name} ({fc.strategy_}, window {fc.window}, horizon {fc.horizon})")
+    for col, justify in (("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right")):
+        table.add_column(col, justify=justify)
+    for r in s.rows:
+        shape = "(" + ", ".join("None" if d is None else str(d) for d in r.output_shape) + ")"
+        table.add_row(f"{r.name} ({r.kind})", shape, f"{r.params:,}")
+    out.print(table)
+    out.print(f"Total params: {s.total_params:,}")
+
+
+# -- entry point --------------------------------------------------------------------------------
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: usage and data errors -> one line on stderr, exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False, prog_name="seqcast")
+    except click.exceptions.UsageError as err:
+        print(f"error: {_one_line(err.format_message())} (see seqcast --help)", file=sys.stderr)
+        sys.exit(2)
+    except SeqcastError as err:
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
+        sys.exit(2)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except Exception as err:  # an internal failure: still one line, but a distinct exit code
+        print(f"internal error: {type(err).__name__}: {_one_line(str(err))}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Side-by-side comparison on a hold-out: the leaderboard behind `seqcast compare` and
+`seqcast demo`. Baselines (naive, seasonal naive) are always in it, so a learned model's
+score always has something honest to stand beside."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from seqcast.data import frames
+from seqcast.errors import SeqcastError
+from seqcast.forecast import Forecaster, score
+from seqcast.models import list_models
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["model", "mae", "rmse", "mape", "smape", "mase", "coverage_80", "fit_seconds"]
+DEFAULT_MODELS = ("linear", "deep_rnn", "lstm", "gru", "conv_gru", "wavenet")
+
+
+@dataclass
+class Comparison:
+    """The leaderboard (sorted by MASE), each model's forecast, and the fitted forecasters."""
+
+    leaderboard: pd.DataFrame
+    forecasts: dict[str, pd.DataFrame]
+    forecasters: dict[str, Forecaster]
+    train: pd.DataFrame
+    test: pd.DataFrame
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def best(self) -> str:
+        return str(self.leaderboard["model"].iloc[0])
+
+
+def parse_models(models: str | Sequence[str] | None) -> list[str]:
+    names = [m.strip() for m in models.split(",")] if isinstance(models, str) else list(models or DEFAULT_MODELS)
+    names = [n for n in names if n]
+    known = list_models()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SeqcastError(f"unknown model {unknown[0]!r}; expected one of {', '.join(known)}")
+    return list(dict.fromkeys(["naive", "seasonal_naive", *names]))
+
+
+def compare(
+    data: Any,
+    horizon: int,
+    season: int | None = None,
+    models: str | Sequence[str] | None = None,
+    window: int | None = None,
+    on_model: Callable[[str, dict[str, float]], None] | None = None,
+    load_options: dict[str, Any] | None = None,
+    **forecaster_options: Any,
+) -> Comparison:
+    """Hold out the last `horizon` points of every series, fit each model on the rest, and
+    score its forecast (with 80% conformal intervals). `on_model(name, row)` is called as each
+    model finishes."""
+    frame = frames.load_frame(data, **(load_options or {}))
+    frames.check_no_missing(frame, what="training")
+    train, test = frames.split_by_time(frame, horizon)
+    season = season or 1
+    window = window or max(2 * season, 2 * horizon, 8)
+    names = parse_models(models)
+    if season == 1:
+        names = [n for n in names if n != "seasonal_naive"]
+    rows, forecasts, fitted = [], {}, {}
+    for name in names:
+        fc = Forecaster(name, window=window, horizon=horizon, season=season, **forecaster_options)
+        fc.fit(train)
+        pred = fc.predict(intervals=[80])
+        row = {"model": name, **score(pred, test, train, season, 80), "fit_seconds": fc.fit_seconds_}
+        rows.append(row)
+        forecasts[name], fitted[name] = pred, fc
+        if on_model is not None:
+            on_model(name, row)
+    board = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    board = board.sort_values("mase", kind="stable").reset_index(drop=True)
+    return Comparison(board, forecasts, fitted, train, test)
+
+
+def beats(board: pd.DataFrame, model: str, baseline: str = "seasonal_naive") -> bool:
+    by = board.set_index("model")["mase"]
+    return bool(model in by and baseline in by and by[model] < by[baseline] and np.isfinite(by[model]))

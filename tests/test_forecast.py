@@ -1,0 +1,166 @@
+"""Forecaster behaviour through the public API (small epochs: these test wiring, not skill)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from seqcast import Forecaster
+from seqcast.data import airline_passengers, split_by_time
+from seqcast.data.scalers import StandardScaler
+from seqcast.errors import NotFittedError, SeqcastError
+from seqcast.layers import GRU, Dense
+from seqcast.models import ModelSpec, build_model, list_models
+from seqcast.sequential import Sequential
+from seqcast.strategies import output_positions
+
+
+@pytest.fixture(scope="module")
+def airline():
+    return airline_passengers()
+
+
+def quick(model="gru", **kw):
+    opts = dict(window=24, horizon=12, season=12, epochs=3, units=8, seed=0)
+    opts.update(kw)
+    return Forecaster(model, **opts)
+
+
+@pytest.mark.parametrize("strategy", ["direct", "recursive", "seq2seq"])
+def test_each_strategy_forecasts_the_horizon_asked(airline, strategy):
+    fc = quick(strategy=strategy).fit(airline)
+    pred = fc.predict()
+    assert list(pred.columns) == ["unique_id", "ds", "y_hat"]
+    assert len(pred) == 12 and np.isfinite(pred["y_hat"]).all()
+    assert pred["ds"].iloc[0] == pd.Timestamp("1961-01-01")
+    assert len(fc.predict(horizon=5)) == 5
+    if strategy == "recursive":
+        assert len(fc.predict(horizon=30)) == 30  # open-ended
+    else:
+        with pytest.raises(SeqcastError, match="trained for a horizon of 12"):
+            fc.predict(horizon=13)
+
+
+def test_scaler_sees_training_data_only(airline):
+    train, _ = split_by_time(airline, 12)
+    fc = quick().fit(train)
+    expected = StandardScaler().fit(train)
+    np.testing.assert_allclose(fc.scaler_.loc_, expected.loc_)
+    np.testing.assert_allclose(fc.scaler_.scale_, expected.scale_)
+    fc.predict(airline)  # predicting on more data must not refit it
+    np.testing.assert_allclose(fc.scaler_.loc_, expected.loc_)
+
+
+def test_validation_windows_lie_after_training_targets(airline):
+    fc = quick(validation_size=0.25)
+    fc.fit(airline)
+    x, y, series, start = fc._windows(fc.scaler_.transform(airline), 12, "direct")
+    train, val = fc._split((x, y, series, start), airline)
+    last_train_target = (start[train] + 24 + 12 - 1).max()
+    first_val_target = (start[val] + 24).min()
+    assert last_train_target < first_val_target
+
+
+def test_save_load_predict_gives_identical_numbers(airline, tmp_path):
+    fc = quick("lstm", strategy="seq2seq").fit(airline)
+    before = fc.predict(intervals=[80, 95])
+    fc.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json", "model.safetensors", "scaler.json"]
+    loaded = Forecaster.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(loaded.predict(intervals=[80, 95]), before)
+    pd.testing.assert_frame_equal(loaded.predict(airline.iloc[:100]), fc.predict(airline.iloc[:100]))
+
+
+def test_custom_sequential_round_trips(airline, tmp_path):
+    model = Sequential([GRU(6), Dense(12)], input_shape=(24, 1))
+    fc = Forecaster(model, window=24, horizon=12, epochs=2).fit(airline)
+    fc.save(tmp_path / "c")
+    pd.testing.assert_frame_equal(Forecaster.load(tmp_path / "c").predict(), fc.predict())
+
+
+def test_same_seed_same_forecast(airline):
+    a = quick("lstm", seed=7).fit(airline).predict()
+    b = quick("lstm", seed=7).fit(airline).predict()
+    c = quick("lstm", seed=8).fit(airline).predict()
+    pd.testing.assert_frame_equal(a, b)
+    assert not np.allclose(a["y_hat"], c["y_hat"])
+
+
+def test_mc_dropout_intervals_widen_with_dropout_and_vanish_without(airline):
+    widths = {}
+    for rate in (0.0, 0.1, 0.4):
+        fc = quick("gru", dropout=rate, interval_method="mc_dropout", mc_samples=30).fit(airline)
+        pred = fc.predict(intervals=[90])
+        assert (pred["y_lo_90"] <= pred["y_hat"] + 1e-9).all() or rate > 0
+        widths[rate] = float((pred["y_hi_90"] - pred["y_lo_90"]).mean())
+    assert widths[0.0] == 0.0
+    assert 0.0 < widths[0.1] < widths[0.4]
+
+
+def test_conformal_intervals_nest_and_evaluate_reports_coverage(airline):
+    fc = quick("linear").fit(split_by_time(airline, 12)[0])
+    pred = fc.predict(intervals="80,95")
+    assert (pred["y_lo_95"] <= pred["y_lo_80"]).all() and (pred["y_hi_80"] <= pred["y_hi_95"]).all()
+    scores = fc.evaluate(airline)
+    assert set(scores) == {"mae", "rmse", "mape", "smape", "mase", "coverage_80", "width_80"}
+    assert 0.0 <= scores["coverage_80"] <= 1.0 and scores["width_80"] > 0
+
+
+def test_backtest_rolls_the_origin_without_refitting(airline):
+    fc = quick("linear").fit(airline)
+    weights = [p.detach().clone() for p in fc.model_.parameters()]
+    result = fc.backtest(airline, windows=3, step=6)
+    assert len(result) == 3 * 12 and result["y"].notna().all()
+    assert sorted(result["cutoff"].unique()) == list(
+        pd.to_datetime(["1958-12-01", "1959-06-01", "1959-12-01"]))
+    last = result[result["cutoff"] == pd.Timestamp("1959-12-01")]
+    np.testing.assert_allclose(last["y"], airline["y"].iloc[-12:])
+    assert all(torch.equal(a, b) for a, b in zip(weights, fc.model_.parameters(), strict=True))
+
+
+def test_baselines_match_their_definitions(airline):
+    train, _ = split_by_time(airline, 12)
+    naive = quick("naive").fit(train).predict()
+    assert (naive["y_hat"] == train["y"].iloc[-1]).all()
+    seasonal = quick("seasonal_naive").fit(train).predict()
+    np.testing.assert_allclose(seasonal["y_hat"], train["y"].iloc[-12:])
+
+
+def test_every_model_builds_for_its_strategies():
+    for name in list_models():
+        for strategy in ("direct", "recursive", "seq2seq"):
+            spec = ModelSpec(window=24, horizon=6, strategy=strategy, season=12)
+            try:
+                model = build_model(name, spec)
+            except SeqcastError as err:
+                assert "does not support strategy" in str(err)
+                continue
+            out = model(torch.randn(2, 24, 1))
+            if name in ("naive", "seasonal_naive") or strategy == "direct":
+                assert out.shape == (2, 6), name
+            elif strategy == "recursive":
+                assert out.shape == (2, 1), name
+            else:
+                assert out.shape[0] == 2 and out.shape[-1] == 6, name
+
+
+def test_seq2seq_targets_follow_the_conv_models_output_steps():
+    model = build_model("conv_gru", ModelSpec(window=50, horizon=10, strategy="seq2seq"))
+    positions = output_positions(model, 50)
+    np.testing.assert_array_equal(positions, np.arange(3, 50, 2))  # the notes' Y[:, 3::2]
+
+
+def test_misuse_is_reported(airline):
+    with pytest.raises(NotFittedError, match="not fitted yet. Call `fit` first"):
+        Forecaster().predict()
+    with pytest.raises(SeqcastError, match="unknown model 'lstmm'"):
+        Forecaster("lstmm").fit(airline)
+    with pytest.raises(SeqcastError, match="does not support strategy 'seq2seq'"):
+        quick("bilstm", strategy="seq2seq").fit(airline)
+    with_gap = airline.copy()
+    with_gap.loc[30, "y"] = np.nan
+    with pytest.raises(SeqcastError, match="1 missing value in y"):
+        quick().fit(with_gap)
+    with pytest.raises(SeqcastError, match="needs a season length"):
+        Forecaster("seasonal_naive", window=24, horizon=12).fit(airline)
