@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
 
@@ -30,6 +30,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 out = Console()
+if not out.is_terminal:  # pipes and CI logs: wide enough that leaderboard columns stay whole
+    out = Console(width=140)
 
 Data = Annotated[str, typer.Argument(help="CSV or Parquet file (long, or two columns: time, value)")]
 TimeCol = Annotated[str | None, typer.Option("--time-col", help="time column (auto-detected)")]
@@ -132,6 +134,7 @@ def _compare(data, horizon, season, models, window, epochs, seed, out_dir, quiet
             result.train, result.forecasts[best], truth=result.test, levels=[80],
             title=f"{title or 'Forecast'}: {best} (MASE {board['mase'].iloc[0]:.3f})",
         )
+        _add_baseline(fig, result, board)
         plots.save_figure(fig, staging / "forecast.png")
         plots.save_figure(plots.plot_leaderboard(board), staging / "leaderboard.png")
         result.forecasters[best].save(staging / "best_model")
@@ -141,6 +144,19 @@ def _compare(data, horizon, season, models, window, epochs, seed, out_dir, quiet
     out.print(_table(board, title=title or "Leaderboard (sorted by MASE)"))
     out.print(f"best: {best}; wrote {out_dir}/leaderboard.csv, forecast.png, leaderboard.png, "
               f"best_model/ in {time.perf_counter() - started:.0f} s")
+
+
+def _add_baseline(fig, result, board) -> None:
+    """Draw the seasonal-naive (or naive) forecast beside the best model's, dashed."""
+    baseline = next((b for b in ("seasonal_naive", "naive") if b in result.forecasts), None)
+    if baseline is None or baseline == result.best:
+        return
+    pred = result.forecasts[baseline]
+    mase = float(board.set_index("model").loc[baseline, "mase"])
+    ax = fig.axes[0]
+    first = pred[pred["unique_id"] == pred["unique_id"].iloc[0]]
+    ax.plot(first["ds"], first["y_hat"], "--", color="gray", label=f"{baseline} (MASE {mase:.3f})")
+    ax.legend(loc="upper left")
 
 
 @app.command()
@@ -246,17 +262,18 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage and data errors -> one line on stderr, exit code 2."""
     try:
         app(args=argv, standalone_mode=False, prog_name="seqcast")
-    except click.exceptions.UsageError as err:
-        print(f"error: {_one_line(err.format_message())} (see seqcast --help)", file=sys.stderr)
-        sys.exit(2)
     except SeqcastError as err:
         print(f"error: {_one_line(str(err))}", file=sys.stderr)
         sys.exit(2)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
         sys.exit(130)
-    except click.exceptions.Exit as err:
+    except typer.Exit as err:
         sys.exit(err.exit_code)
+    except TyperException as err:  # usage: a missing option, a value of the wrong type, ...
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
+        print(f"error: {_one_line(message)} (see seqcast --help)", file=sys.stderr)
+        sys.exit(2)
     except Exception as err:  # an internal failure: still one line, but a distinct exit code
         print(f"internal error: {type(err).__name__}: {_one_line(str(err))}", file=sys.stderr)
         sys.exit(1)
