@@ -66,6 +66,16 @@ def test_compare_writes_leaderboard_sorted_by_mase(tmp_path):
     assert (out / "best_model" / "model.safetensors").exists()
 
 
+def test_demo_runs_every_model_on_the_airline_data(tmp_path):
+    result = run("demo", "--out", tmp_path / "demo", "--epochs", 2, "--quiet")
+    assert result.returncode == 0, result.stderr
+    board = pd.read_csv(tmp_path / "demo" / "leaderboard.csv")
+    assert {"naive", "seasonal_naive", "linear", "lstm", "gru", "conv_gru", "wavenet"} <= set(board["model"])
+    assert "best:" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [
+        "best_model", "forecast.png", "leaderboard.csv", "leaderboard.png"]
+
+
 def _write(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)

@@ -1,0 +1,116 @@
+"""The trainer behind Sequential.fit and Forecaster.fit."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from seqcast.errors import SeqcastError
+from seqcast.layers import GRU, Dense, Flatten
+from seqcast.metrics import last_time_step_mse
+from seqcast.sequential import Sequential
+
+
+def data(n=256, steps=10, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, steps, 1)).astype(np.float32)
+    y = x[:, -3:, 0].sum(axis=1, keepdims=True)
+    return x, y
+
+
+def linear_model(steps=10):
+    return Sequential([Flatten(), Dense(1)], input_shape=(steps, 1))
+
+
+def test_history_has_per_epoch_losses_and_metrics():
+    x, y = data()
+    model = linear_model()
+    history = model.fit(x, y, epochs=3, validation_data=data(64, seed=1), metrics=["mae"],
+                        seed=0, verbose=False)
+    assert set(history.history) == {"loss", "mae", "val_loss", "val_mae"}
+    assert all(len(v) == 3 for v in history.history.values())
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    scores = model.evaluate(*data(64, seed=1))
+    assert scores["loss"] == pytest.approx(history.history["val_loss"][-1], rel=1e-5)
+    assert model.predict(x[:5]).shape == (5, 1)
+
+
+def test_same_seed_same_weights_and_no_files_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    x, y = data()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        model = Sequential([GRU(4), Dense(1)], input_shape=(10, 1))
+        model.fit(x, y, epochs=2, seed=11, verbose=False)
+        runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(runs[0], runs[1])
+    assert os.listdir(tmp_path) == []  # no lightning_logs, no checkpoints
+
+
+def test_clip_norm_bounds_each_update():
+    x, y = data(32)
+    y = y * 1000  # huge gradients
+    model = linear_model()
+    before = torch.cat([p.detach().flatten() for p in model.parameters()])
+    model.fit(x, y, epochs=1, batch_size=32, optimizer="sgd", lr=1.0, clip_norm=1e-3,
+              seed=0, verbose=False)
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert float((after - before).norm()) <= 1e-3 + 1e-6
+
+
+def test_clip_value_bounds_each_coordinate():
+    x, y = data(32)
+    model = linear_model()
+    before = torch.cat([p.detach().flatten() for p in model.parameters()])
+    model.fit(x, y * 1000, epochs=1, batch_size=32, optimizer="sgd", lr=1.0, clip_value=1e-4,
+              seed=0, verbose=False)
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert float((after - before).abs().max()) <= 1e-4 + 1e-6  # float32 rounding of p - lr*g
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch():
+    x, y = data()
+    xv, yv = data(64, seed=2)
+    model = linear_model()
+    # validation targets the opposite of training ones: val_loss rises as training fits
+    history = model.fit(x, y, epochs=30, validation_data=(xv, -yv), early_stopping=2,
+                        lr=0.05, seed=0, verbose=False)
+    assert history.epochs < 30
+    best = min(history.history["val_loss"])
+    assert model.evaluate(xv, -yv)["loss"] == pytest.approx(best, rel=1e-5)
+
+
+def test_last_time_step_mse_is_a_training_metric():
+    x = np.random.default_rng(0).normal(size=(64, 8, 1)).astype(np.float32)
+    y = np.repeat(x, 3, axis=2)  # (64, 8, 3)
+    model = Sequential([GRU(4, return_sequences=True), Dense(3)], input_shape=(None, 1))
+    history = model.fit(x, y, epochs=1, metrics=[last_time_step_mse], seed=0, verbose=False)
+    assert "last_time_step_mse" in history.history
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0}, "`epochs` must be a positive integer"),
+        ({"optimizer": "adamax"}, "unknown optimizer 'adamax'"),
+        ({"loss": "hinge"}, "unknown loss 'hinge'"),
+        ({"metrics": ["r2"]}, "unknown metric 'r2'"),
+        ({"clip_norm": 1.0, "clip_value": 1.0}, "either `clip_norm` or `clip_value`"),
+        ({"early_stopping": 3}, "early stopping watches val_loss"),
+    ],
+)
+def test_fit_rejects_bad_settings(kwargs, message):
+    x, y = data(16)
+    with pytest.raises(SeqcastError, match=message):
+        linear_model().fit(x, y, verbose=False, **kwargs)
+
+
+def test_fit_rejects_bad_arrays():
+    x, y = data(16)
+    with pytest.raises(SeqcastError, match="X has 16 samples but y has 8"):
+        linear_model().fit(x, y[:8], verbose=False)
+    x[0, 0, 0] = np.nan
+    with pytest.raises(SeqcastError, match="contains NaN"):
+        linear_model().fit(x, y, verbose=False)
