@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from seqcast.errors import SeqcastError
 from seqcast.impute import ImputeResult, impute
 
-FAST = {"window": 24, "units": 16, "epochs": 30}
+# The defaults (window 24, units 32) with more epochs than the default 50: ~3 s on 2 cores.
+SINE = {"window": 24, "units": 32, "epochs": 100}
 
 
 def _sine(n: int = 400, seed: int = 1, share: float = 0.1) -> tuple[pd.DataFrame, np.ndarray]:
@@ -26,10 +28,20 @@ def _sine(n: int = 400, seed: int = 1, share: float = 0.1) -> tuple[pd.DataFrame
     return frame, y
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """These GRUs are tiny: extra intra-op threads buy nothing, and on a busy 2-core machine
+    they spin against other processes (measured: 27 s instead of 3.4 s for `sine_result`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def sine_result() -> tuple[pd.DataFrame, np.ndarray, ImputeResult]:
     frame, truth = _sine()
-    return frame, truth, impute(frame, seed=0, **FAST)
+    return frame, truth, impute(frame, seed=0, **SINE)
 
 
 def test_filled_frame_keeps_rows_and_observed_values(sine_result):
@@ -55,19 +67,30 @@ def test_report_counts_and_honest_errors(sine_result):
     assert np.isfinite(report["mae_rnn"]) and np.isfinite(report["mae_linear"])
     # a loose sanity bound: the RNN is within 3x of linear interpolation on the checks
     assert report["mae_rnn"] < 3 * report["mae_linear"]
-    # and it fills real gaps far better than a constant would
-    missing = frame["y"].isna().to_numpy()
-    gap_mae = np.abs(result.frame["y"].to_numpy()[missing] - truth[missing]).mean()
-    assert gap_mae < 0.5 * np.abs(truth[missing]).mean()
+    # measured here: 0.048 (RNN) vs 0.059 (linear) on the mostly isolated held-out checks
+    # (noise floor ~0.04), ratio 0.63-0.82 over model seeds 0-2
+    assert report["mae_rnn"] < report["mae_linear"]
     text = str(result)
     assert f"{n_missing} of {n_missing} missing" in text and "linear interpolation" in text
 
 
-def test_same_seed_same_output(sine_result):
-    frame, _, first = sine_result
-    again = impute(frame, seed=0, **FAST)
+def test_fills_real_gaps_better_than_linear(sine_result):
+    frame, truth, result = sine_result
+    missing = frame["y"].isna().to_numpy()
+    rnn = np.abs(result.frame["y"].to_numpy()[missing] - truth[missing]).mean()
+    linear = frame["y"].interpolate(method="linear", limit_direction="both").to_numpy()
+    # measured: 0.077 (RNN) vs 0.157 (linear) on the gaps of 1-5 steps; 0.49-0.80 over seeds
+    assert rnn < 0.75 * np.abs(linear[missing] - truth[missing]).mean()
+
+
+def test_same_seed_same_output():
+    frame, _ = _sine(n=120, seed=4)
+    options = {"window": 16, "units": 8, "epochs": 5}
+    first, again = impute(frame, seed=3, **options), impute(frame, seed=3, **options)
     pd.testing.assert_frame_equal(first.frame, again.frame)
     assert first.report == again.report
+    other = impute(frame, seed=4, **options)
+    assert not np.array_equal(other.frame["y"].to_numpy(), first.frame["y"].to_numpy())
 
 
 def test_several_series_edges_and_input_order():
@@ -109,6 +132,7 @@ def test_load_options_reach_load_frame():
         (np.arange(10.0), {"mask_fraction": 1.5}, ["mask_fraction"]),
         (np.arange(10.0), {"scaler": "robust"}, ["scaler", "'standard'"]),
         (np.arange(10.0), {"units": 0}, ["units"]),
+        (np.arange(10.0), {"seed": None}, ["seed"]),
     ],
 )
 def test_errors(data, kwargs, words):

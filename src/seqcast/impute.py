@@ -3,12 +3,14 @@
     result = impute(frame, window=24, units=32, epochs=50, seed=0)
     result.frame           # the input's rows, in the input's order, `y` filled, + `imputed`
     result.report          # n_missing, n_filled, n_edge, n_check, mae_rnn, mae_linear
-    print(result)          # one paragraph saying what was filled and how well it did
+    print(result)          # what was filled, and how well it did on held-out values
 
 How it works (one model for all series):
 
 1. Hold out a random `mask_fraction` of each series' observed values ("checks"). The model
-   never sees them; they measure it at the end against linear interpolation.
+   never sees them (they stay hidden while it fills the gaps too, so the report measures
+   exactly the model that filled them); at the end they score it against linear
+   interpolation of the same visible values.
 2. Scale each series with a scaler fit on its remaining observed values.
 3. Cut windows of `window` steps (stride 1) over every series; a series shorter than the
    window is padded at its end with unobserved steps. Each step has 2 input features: the
@@ -28,7 +30,7 @@ The same `seed` gives the same output (CPU).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -62,7 +64,7 @@ class ImputeResult:
     """
 
     frame: pd.DataFrame
-    report: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any]
 
     def __str__(self) -> str:
         r = self.report
@@ -85,7 +87,7 @@ def impute(
     data: Any,
     window: int = 24,
     units: int = 32,
-    epochs: int = 50,
+    epochs: int = 100,
     mask_fraction: float = 0.1,
     seed: int = 0,
     scaler: str = "standard",
@@ -103,7 +105,7 @@ def impute(
     docstring for the method. Raises SeqcastError for bad arguments, a series with no
     observed value or a series shorter than 3 points.
     """
-    _check_args(window, units, epochs, mask_fraction, batch_size, scaler)
+    _check_args(window, units, epochs, mask_fraction, batch_size, scaler, seed)
     frame = load_frame(data, **load_options)
     groups = _series_positions(frame)
     y = frame["y"].to_numpy(np.float64)
@@ -136,7 +138,10 @@ def impute(
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_args(window, units, epochs, mask_fraction, batch_size, scaler) -> None:
+def _check_args(
+    window: Any, units: Any, epochs: Any, mask_fraction: Any, batch_size: Any, scaler: Any,
+    seed: Any,
+) -> None:
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
         raise SeqcastError(
             f"`window` must be an integer >= 2 (a step needs neighbours to learn from), "
@@ -146,6 +151,8 @@ def _check_args(window, units, epochs, mask_fraction, batch_size, scaler) -> Non
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
     check_choice("scaler", scaler, SCALERS)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SeqcastError(f"`seed` must be a non-negative integer, got {seed!r}")
     try:
         fraction = float(mask_fraction)
     except (TypeError, ValueError):
