@@ -1,0 +1,335 @@
+"""Whole recurrences in compiled C++ for the CPU, forward and backward (`csrc/recurrences.cpp`).
+
+The recurrent layers that `torch.nn.LSTM/GRU/RNN` cannot compute (peephole LSTM, layer-normalised
+SimpleRNN, GRU with reset_after=False, recurrent dropout, ...) would otherwise run a Python loop
+with several ATen calls per time step. Here the time loop, the per-step matrix product and the
+elementwise gate math all run in C++, and each backward pass is written by hand: one matrix
+product per step for dL/dh_{t-1}, and dL/dW_hh as one matrix product over all steps afterwards.
+
+The extension is built on first use with `torch.utils.cpp_extension.load` (a C++ compiler and
+ninja are needed; the build is cached in torch's extension directory) and registers its ops
+under `torch.ops.seqcast_rnn`. `available()` says whether it can be used; it never raises.
+Set SEQCAST_NO_COMPILE=1 to turn it off.
+
+Shapes (batch-first; H = units, G = gates: LSTM 4, GRU 3, SimpleRNN 1):
+
+    xproj (B, T, G*H)  input projection of every step, input bias included (x @ W_ih^T + b)
+    w_hh  (G*H, H)     recurrent weights in torch's layout: the product is hm @ w_hh^T
+    h0, c0 (B, H)      initial states
+    rmask (B, H)       recurrent-dropout mask or None; hm = h * rmask feeds the recurrent
+                       product, the carried state is never masked (one mask per sequence)
+
+Every function returns (outputs (B, T, H), final states ...), differentiable with respect to
+every tensor argument except `rmask`. float32 and float64, CPU tensors only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from seqcast.errors import check_choice
+
+__all__ = [
+    "available",
+    "lstm_sequence",
+    "gru_sequence",
+    "simple_rnn_sequence",
+    "ln_simple_rnn_sequence",
+    "ACTIVATIONS",
+]
+
+_log = logging.getLogger(__name__)
+
+_SOURCE = Path(__file__).parent / "csrc" / "recurrences.cpp"
+_EXTENSION = "seqcast_recurrences"
+# No -march=native: a cached build may be reused on another CPU. The kernels pick their
+# instruction set at load time (target_clones). -fno-trapping-math lets branch-free clamps
+# vectorise. With OpenMP (torch's own libgomp on Linux) large steps use torch's intra-op
+# threads; without it (-fopenmp-simd keeps the `#pragma omp simd` loops) they run on one.
+_FLAGS_WITH_OPENMP = (["-O3", "-fno-trapping-math", "-fopenmp"], ["-fopenmp"])
+_FLAGS_WITHOUT_OPENMP = (["-O3", "-fno-trapping-math", "-fopenmp-simd"], [])
+
+# Activation names of the SimpleRNN kernels -> the codes of recurrences.cpp.
+ACTIVATIONS = {"linear": 0, "tanh": 1, "sigmoid": 2, "relu": 3}
+
+_lock = threading.Lock()
+_built: bool | None = None  # None: not tried yet
+
+
+def _build() -> bool:
+    attempts = [_FLAGS_WITHOUT_OPENMP]
+    if sys.platform.startswith("linux"):
+        attempts.insert(0, _FLAGS_WITH_OPENMP)
+    for cflags, ldflags in attempts:
+        try:
+            from torch.utils import cpp_extension  # imports setuptools: inside the try
+
+            cpp_extension.load(
+                name=_EXTENSION,
+                sources=[str(_SOURCE)],
+                extra_cflags=cflags,
+                extra_ldflags=ldflags,
+                is_python_module=False,
+                verbose=False,
+            )
+            return hasattr(torch.ops.seqcast_rnn, "lstm_forward")
+        except Exception as exc:  # no compiler, no ninja, a failed build: fall back, never raise
+            failure = exc
+            _log.debug("seqcast: building %s with %s failed", _SOURCE, cflags, exc_info=True)
+    _log.warning(
+        "seqcast: compiled recurrences unavailable, using the Python loop instead: %s",
+        _failure_reason(failure),
+    )
+    return False
+
+
+def _failure_reason(exc: Exception) -> str:
+    """The telling line of a build failure: the compiler's first error, else the last line."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    for line in lines[1:]:
+        if any(word in line for word in ("error", "not found", "No such file")):
+            return line
+    return lines[-1] if lines else type(exc).__name__
+
+
+def available(device: torch.device | str | None = None) -> bool:
+    """Whether the compiled kernels can run (on `device`, when given): False when
+    SEQCAST_NO_COMPILE=1, when the extension cannot be built, or for a non-CPU device.
+
+    The first call builds (or loads the cached build of) the extension; never raises.
+    """
+    if os.environ.get("SEQCAST_NO_COMPILE", "") not in ("", "0"):
+        return False
+    if device is not None and str(device).split(":")[0] != "cpu":
+        return False
+    global _built
+    if _built is None:
+        with _lock:
+            if _built is None:
+                _built = _build()
+    return _built
+
+
+def _ops():
+    if not available():
+        raise RuntimeError(
+            "seqcast's compiled recurrences are not available (see the log, or "
+            "SEQCAST_NO_COMPILE); check `_compiled.available()` before calling them"
+        )
+    return torch.ops.seqcast_rnn
+
+
+def _c(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.contiguous()
+
+
+def _grads(*grads: Tensor) -> list[Tensor]:
+    return [g.contiguous() for g in grads]
+
+
+def _needs(ctx, index: int, grad: Tensor) -> Tensor | None:
+    return grad if ctx.needs_input_grad[index] else None
+
+
+# -- LSTM ---------------------------------------------------------------------------------------
+
+
+class _LSTMSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xproj, w_hh, h0, c0, peephole, rmask):
+        out, h_n, c_n, cs, gates = _ops().lstm_forward(xproj, w_hh, h0, c0, peephole, rmask)
+        ctx.save_for_backward(w_hh, h0, c0, peephole, rmask, out, cs, gates)
+        return out, h_n, c_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, dh_n, dc_n):
+        w_hh, h0, c0, peephole, rmask, out, cs, gates = ctx.saved_tensors
+        dx, dw, dh0, dc0, dpeep = torch.ops.seqcast_rnn.lstm_backward(
+            *_grads(dout, dh_n, dc_n), w_hh, h0, c0, peephole, rmask, out, cs, gates
+        )
+        grads = (dx, dw, dh0, dc0, dpeep)  # dpeep: zeros when peephole is None (not needed)
+        return (*(_needs(ctx, i, g) for i, g in enumerate(grads)), None)
+
+
+def lstm_sequence(
+    xproj: Tensor,
+    w_hh: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    peephole: Tensor | None = None,
+    rmask: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""LSTM over a whole sequence; gate order i, f, g, o (torch's). Returns (out, h_T, c_T).
+
+    .. math::
+        z &= x^{proj}_t + (h_{t-1} \odot m) W_{hh}^T \\
+        i &= \sigma(z_i + p_i \odot c_{t-1}), \quad f = \sigma(z_f + p_f \odot c_{t-1}),
+        \quad g = \tanh(z_g) \\
+        c_t &= f \odot c_{t-1} + i \odot g, \quad
+        o = \sigma(z_o + p_o \odot c_t), \quad h_t = o \odot \tanh(c_t)
+
+    xproj (B, T, 4H), w_hh (4H, H), h0 and c0 (B, H), peephole (3, H) with rows p_i, p_f, p_o
+    or None (p = 0), rmask (B, H) or None. out (B, T, H), h_T and c_T (B, H).
+    """
+    return _LSTMSequence.apply(
+        xproj.contiguous(), w_hh.contiguous(), h0.contiguous(), c0.contiguous(),
+        _c(peephole), _c(rmask),
+    )  # fmt: skip
+
+
+# -- GRU ----------------------------------------------------------------------------------------
+
+
+class _GRUSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xproj, w_hh, h0, b_hh, reset_after, rmask):
+        out, h_n, gates, rh = _ops().gru_forward(xproj, w_hh, h0, b_hh, reset_after, rmask)
+        ctx.reset_after = reset_after
+        ctx.save_for_backward(w_hh, h0, rmask, out, gates, rh)
+        return out, h_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, dh_n):
+        w_hh, h0, rmask, out, gates, rh = ctx.saved_tensors
+        dx, dw, dh0, db = torch.ops.seqcast_rnn.gru_backward(
+            *_grads(dout, dh_n), w_hh, h0, ctx.reset_after, rmask, out, gates, rh
+        )
+        grads = (dx, dw, dh0, db)  # db: zeros when b_hh is None (not needed)
+        return (*(_needs(ctx, i, g) for i, g in enumerate(grads)), None, None)
+
+
+def gru_sequence(
+    xproj: Tensor,
+    w_hh: Tensor,
+    h0: Tensor,
+    b_hh: Tensor | None = None,
+    reset_after: bool = True,
+    rmask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""GRU over a whole sequence; gate order r, z, n (torch's). Returns (out, h_T).
+
+    reset_after=True (Keras' default, torch's formula), with hm = h_{t-1} ⊙ m:
+
+    .. math::
+        a &= hm\, W_{hh}^T + b_{hh}, \quad r = \sigma(x_r + a_r), \quad z = \sigma(x_z + a_z),
+        \quad n = \tanh(x_n + r \odot a_n) \\
+        h_t &= (1 - z) \odot n + z \odot h_{t-1}
+
+    reset_after=False (no recurrent bias; b_hh must be None):
+    r = σ(x_r + hm W_hr^T), z = σ(x_z + hm W_hz^T), n = tanh(x_n + (r ⊙ hm) W_hn^T).
+
+    xproj (B, T, 3H) = (x_r, x_z, x_n), w_hh (3H, H), h0 (B, H), b_hh (3H,) or None (zeros),
+    rmask (B, H) or None. out (B, T, H), h_T (B, H).
+    """
+    return _GRUSequence.apply(
+        xproj.contiguous(), w_hh.contiguous(), h0.contiguous(), _c(b_hh), bool(reset_after),
+        _c(rmask),
+    )  # fmt: skip
+
+
+# -- SimpleRNN ----------------------------------------------------------------------------------
+
+
+def _activation_code(activation: str) -> int:
+    return ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
+
+
+class _SimpleRNNSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xproj, w_hh, h0, activation, rmask):
+        out, h_n = _ops().simple_rnn_forward(xproj, w_hh, h0, activation, rmask)
+        ctx.activation = activation
+        ctx.save_for_backward(w_hh, h0, rmask, out)
+        return out, h_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, dh_n):
+        w_hh, h0, rmask, out = ctx.saved_tensors
+        dx, dw, dh0 = torch.ops.seqcast_rnn.simple_rnn_backward(
+            *_grads(dout, dh_n), w_hh, h0, ctx.activation, rmask, out
+        )
+        return (*(_needs(ctx, i, g) for i, g in enumerate((dx, dw, dh0))), None, None)
+
+
+def simple_rnn_sequence(
+    xproj: Tensor,
+    w_hh: Tensor,
+    h0: Tensor,
+    activation: str = "tanh",
+    rmask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""SimpleRNN (Elman) over a whole sequence. Returns (out, h_T).
+
+    .. math::  h_t = \mathrm{act}(x^{proj}_t + (h_{t-1} \odot m) W_{hh}^T)
+
+    activation: "tanh", "relu", "sigmoid" or "linear" (anything else: a ValueError).
+    xproj (B, T, H), w_hh (H, H), h0 (B, H), rmask (B, H) or None. out (B, T, H), h_T (B, H).
+    """
+    code = _activation_code(activation)
+    return _SimpleRNNSequence.apply(
+        xproj.contiguous(), w_hh.contiguous(), h0.contiguous(), code, _c(rmask)
+    )
+
+
+# -- layer-normalised SimpleRNN -----------------------------------------------------------------
+
+
+class _LNSimpleRNNSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xproj, w_hh, h0, gamma, beta, eps, activation, rmask):
+        out, h_n, shat, rstd = _ops().ln_simple_rnn_forward(
+            xproj, w_hh, h0, gamma, beta, eps, activation, rmask
+        )
+        ctx.activation = activation
+        ctx.save_for_backward(w_hh, h0, gamma, rmask, out, shat, rstd)
+        return out, h_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, dh_n):
+        w_hh, h0, gamma, rmask, out, shat, rstd = ctx.saved_tensors
+        dx, dw, dh0, dgamma, dbeta = torch.ops.seqcast_rnn.ln_simple_rnn_backward(
+            *_grads(dout, dh_n), w_hh, h0, gamma, ctx.activation, rmask, out, shat, rstd
+        )
+        grads = (dx, dw, dh0, dgamma, dbeta)
+        return (*(_needs(ctx, i, g) for i, g in enumerate(grads)), None, None, None)
+
+
+def ln_simple_rnn_sequence(
+    xproj: Tensor,
+    w_hh: Tensor,
+    h0: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    eps: float = 1e-3,
+    activation: str = "tanh",
+    rmask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""Layer-normalised SimpleRNN over a whole sequence (Hands-on ML's LNSimpleRNNCell: a
+    SimpleRNN step with no activation, LayerNormalization, then the activation). Returns
+    (out, h_T).
+
+    .. math::
+        s &= x^{proj}_t + (h_{t-1} \odot m) W_{hh}^T, \quad
+        \hat s = (s - \mathrm{mean}(s)) / \sqrt{\mathrm{var}(s) + \epsilon} \\
+        h_t &= \mathrm{act}(\gamma \odot \hat s + \beta)
+
+    mean and (biased) variance over the H features of each row. xproj (B, T, H), w_hh (H, H),
+    h0 (B, H), gamma and beta (H,), rmask (B, H) or None. out (B, T, H), h_T (B, H).
+    """
+    code = _activation_code(activation)
+    return _LNSimpleRNNSequence.apply(
+        xproj.contiguous(), w_hh.contiguous(), h0.contiguous(), gamma.contiguous(),
+        beta.contiguous(), float(eps), code, _c(rmask),
+    )  # fmt: skip

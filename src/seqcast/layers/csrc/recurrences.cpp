@@ -1,0 +1,1141 @@
+// Whole recurrences, forward and backward, for CPU: the time loop runs here so no Python runs
+// per step. Built and loaded lazily by seqcast/layers/_compiled.py, which wraps each op pair in
+// a torch.autograd.Function.
+//
+// Conventions (all tensors batch-first, contiguous, float32 or float64, on the CPU):
+//   xproj (B, T, G*H)  input projection of every step, input bias included
+//   w_hh  (G*H, H)     torch's layout: the recurrent product is hm @ w_hh^T
+//   rmask (B, H)       optional recurrent-dropout mask: hm = h * rmask feeds the recurrent
+//                      product; the carried state is never masked (None = a mask of ones)
+//   h0, c0 (B, H)
+//
+// Every step does one matrix product with w_hh (ATen -> BLAS, into a preallocated buffer; at
+// these sizes BLAS measured faster than plain loops) and one pass of plain C++ over the step's
+// elements, split over torch's intra-op threads when the step is large. The elementwise passes
+// are compiled for three instruction sets (target_clones) and chosen at load time, so a cached
+// build runs on any x86-64 CPU. The backward loop stores the pre-activation gradient of every
+// step in dxproj (xproj enters linearly), and dw_hh is one matrix product over all B*T rows
+// after the loop.
+//
+// The "carry" buffer of a backward pass holds the part of dL/dh_{t-1} that does not go through
+// the recurrent product (dh_T at the start, z*dh for the GRU); "dhm" holds dL/d(hm_{t-1}) from
+// the step's recurrent product. The gradient reaching h_{t-1} is dout_{t-1} + carry + m * dhm.
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <tuple>
+#include <type_traits>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define SEQCAST_HAS_MXCSR 1
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \
+    defined(__linux__)
+#define SEQCAST_SIMD __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define SEQCAST_SIMD
+#endif
+
+#if defined(__GNUC__)
+#define SEQCAST_INLINE inline __attribute__((always_inline))
+#define RESTRICT __restrict__
+#else
+#define SEQCAST_INLINE inline
+#define RESTRICT __restrict
+#endif
+
+namespace seqcast_rnn {
+namespace {
+
+using at::Tensor;
+using OptTensor = std::optional<Tensor>;
+
+// ---------------------------------------------------------------------------------------------
+// Scalar math. float: branch-free approximations the compiler vectorises (a few ulp); double:
+// the C library (exact to rounding, for reference-grade gradients).
+// ---------------------------------------------------------------------------------------------
+
+SEQCAST_INLINE float bits_to_float(int32_t i) {
+  float f;
+  std::memcpy(&f, &i, sizeof f);
+  return f;
+}
+
+SEQCAST_INLINE int32_t float_to_bits(float f) {
+  int32_t i;
+  std::memcpy(&i, &f, sizeof i);
+  return i;
+}
+
+// exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln(2) / 2; Cephes' polynomial for exp(r).
+SEQCAST_INLINE float exp_approx(float x) {
+  x = x < -87.3f ? -87.3f : x;
+  x = x > 88.3f ? 88.3f : x;
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float shifted = x * 1.44269504088896341f + magic;
+  const float n = shifted - magic;
+  const int32_t ni = float_to_bits(shifted) - float_to_bits(magic);
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  return (p * r * r + r + 1.0f) * bits_to_float((ni + 127) << 23);
+}
+
+// tanh(x) as a rational function on [-7.9, 7.9] (Eigen's float tanh; saturated outside).
+SEQCAST_INLINE float tanh_approx(float x) {
+  const float bound = 7.90531110763549805f;
+  x = x < -bound ? -bound : x;
+  x = x > bound ? bound : x;
+  const float x2 = x * x;
+  float p = -2.76076847742355e-16f;
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 + -8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  float q = 1.19825839466702e-06f;
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  return x * p / q;
+}
+
+SEQCAST_INLINE float sigmoid(float x) {
+  x = x < -80.0f ? -80.0f : x;  // keeps the result a normal float (> 1e-35), never denormal
+  return 1.0f / (1.0f + exp_approx(-x));
+}
+SEQCAST_INLINE double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+SEQCAST_INLINE float tanh_(float x) { return tanh_approx(x); }
+SEQCAST_INLINE double tanh_(double x) { return std::tanh(x); }
+
+// Activations of the SimpleRNN kernels. The derivative is written in terms of the output.
+enum Activation : int64_t { kLinear = 0, kTanh = 1, kSigmoid = 2, kRelu = 3 };
+
+template <int A, typename T>
+SEQCAST_INLINE T activate(T x) {
+  if constexpr (A == kTanh) return tanh_(x);
+  if constexpr (A == kSigmoid) return sigmoid(x);
+  if constexpr (A == kRelu) return x > T(0) ? x : T(0);
+  return x;
+}
+
+template <int A, typename T>
+SEQCAST_INLINE T activation_grad(T y) {  // d act / d x at y = act(x)
+  if constexpr (A == kTanh) return T(1) - y * y;
+  if constexpr (A == kSigmoid) return y * (T(1) - y);
+  if constexpr (A == kRelu) return y > T(0) ? T(1) : T(0);
+  return T(1);
+}
+
+// Calls f(std::integral_constant<int, A>{}) with the activation code A as a compile-time value.
+template <typename F>
+void with_activation(int64_t code, F&& f) {
+  switch (code) {
+    case kLinear: return f(std::integral_constant<int, kLinear>{});
+    case kTanh: return f(std::integral_constant<int, kTanh>{});
+    case kSigmoid: return f(std::integral_constant<int, kSigmoid>{});
+    case kRelu: return f(std::integral_constant<int, kRelu>{});
+    default: TORCH_CHECK(false, "seqcast_rnn: unknown activation code ", code);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared plumbing
+// ---------------------------------------------------------------------------------------------
+
+struct Dims {
+  int64_t B, T, H;
+};
+
+Dims check_inputs(const Tensor& xproj, const Tensor& w_hh, const Tensor& h0, int64_t gates,
+                  const char* name) {
+  TORCH_CHECK(xproj.dim() == 3, name, ": xproj must be (batch, time, ", gates,
+              "*units), got ", xproj.sizes());
+  TORCH_CHECK(xproj.device().is_cpu(), name, ": tensors must be on the CPU");
+  TORCH_CHECK(xproj.scalar_type() == at::kFloat || xproj.scalar_type() == at::kDouble, name,
+              ": float32 or float64 only, got ", xproj.scalar_type());
+  const int64_t B = xproj.size(0), T = xproj.size(1), H = w_hh.size(-1);
+  TORCH_CHECK(T >= 1, name, ": the sequence must have at least one step");
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) == gates * H, name, ": w_hh must be (",
+              gates, "*units, units), got ", w_hh.sizes());
+  TORCH_CHECK(xproj.size(2) == gates * H, name, ": xproj must have ", gates * H,
+              " features, got ", xproj.size(2));
+  TORCH_CHECK(h0.dim() == 2 && h0.size(0) == B && h0.size(1) == H, name,
+              ": h0 must be (batch, units) = (", B, ", ", H, "), got ", h0.sizes());
+  for (const Tensor* t : {&xproj, &w_hh, &h0}) {
+    TORCH_CHECK(t->scalar_type() == xproj.scalar_type(), name, ": all tensors must have dtype ",
+                xproj.scalar_type());
+    TORCH_CHECK(t->is_contiguous(), name, ": tensors must be contiguous");
+    TORCH_CHECK(t->device().is_cpu(), name, ": tensors must be on the CPU");
+  }
+  return {B, T, H};
+}
+
+// `t` if given (checked to match `fallback` in shape and dtype), else `fallback`.
+Tensor or_default(const OptTensor& t, const Tensor& fallback, const char* what) {
+  if (!t.has_value() || !t->defined()) return fallback;
+  TORCH_CHECK(t->sizes() == fallback.sizes(), what, " must have shape ", fallback.sizes(),
+              ", got ", t->sizes());
+  TORCH_CHECK(t->scalar_type() == fallback.scalar_type(), what, " must have dtype ",
+              fallback.scalar_type());
+  TORCH_CHECK(t->is_contiguous() && t->device().is_cpu(), what, " must be contiguous on the CPU");
+  return *t;
+}
+
+Tensor mask_or_ones(const OptTensor& rmask, const Tensor& h0) {
+  return or_default(rmask, at::ones_like(h0), "rmask");
+}
+
+// Float32 ops run with denormals flushed to zero (FTZ/DAZ), restored on exit: the vanishing
+// gradients of a long sequence (say a loss on the last state only) otherwise reach denormal
+// floats, whose arithmetic is ~100 times slower (measured: a 6x slower backward at T=500).
+// Values below 1.2e-38 become 0. When the op is large enough to use torch's intra-op threads
+// (where BLAS runs its products too), the mode is set on each of them as well, each thread
+// restoring its own on exit. Float64 ops run unchanged.
+class FlushDenormals {
+ public:
+  FlushDenormals(at::ScalarType dtype, bool all_threads)
+      : active_(dtype == at::kFloat), all_threads_(all_threads) {
+    if (active_) apply(true);
+  }
+  ~FlushDenormals() {
+    if (active_) apply(false);
+  }
+
+ private:
+  void apply(bool enter) const {
+#if defined(SEQCAST_HAS_MXCSR)
+    static thread_local unsigned saved = 0;
+    const auto set = [enter] {
+      if (enter) saved = _mm_getcsr();
+      _mm_setcsr(enter ? saved | 0x8040u : saved);
+    };
+    set();  // this thread, then each other thread of the team once
+    if (all_threads_) {
+      at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
+        if (at::get_thread_num() != 0) set();
+      });
+    }
+#endif
+  }
+  bool active_, all_threads_;
+};
+
+// Runs f(b0, b1) over ranges of the B rows of a step: on torch's intra-op threads when a step
+// has enough elementwise work to pay for the hand-off, else inline. Work that accumulates over
+// rows goes to the partial sums of the running thread.
+constexpr int64_t kMinElementsPerThread = 16384;
+
+template <typename F>
+void for_rows(int64_t B, int64_t row_width, const F& f) {
+  const int64_t rows_per_thread = kMinElementsPerThread / std::max<int64_t>(1, row_width);
+  at::parallel_for(0, B, std::max<int64_t>(1, rows_per_thread), f);
+}
+
+// Whether an op's steps may run on several threads: in for_rows, or in BLAS, whose products
+// of a step, (B, H) @ (H, G*H), go parallel from about a million multiply-adds.
+bool may_use_threads(int64_t B, int64_t gate_width, int64_t H) {
+  return at::get_num_threads() > 1 &&
+         (B * gate_width >= 2 * kMinElementsPerThread || B * gate_width * H >= (1 << 20));
+}
+
+// The partial-sum slot of the running thread, among `slots` = at::get_num_threads() made
+// before the loop. (Run inline inside an outer parallel region, the thread number may be any;
+// then this call is the only user of its slots.)
+int64_t thread_slot(int64_t slots) {
+  return std::min<int64_t>(at::get_thread_num(), slots - 1);
+}
+
+// A new tensor for a whole-sequence buffer. Large ones go on transparent huge pages where the
+// system allows it (THP in "madvise" mode): touching a fresh 100 MB buffer page by page costs
+// ~25k page faults per call, which would take longer than the arithmetic.
+Tensor empty_buffer(at::IntArrayRef sizes, const at::TensorOptions& options) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr size_t kHugePage = size_t(2) << 20;
+  const size_t bytes = c10::multiply_integers(sizes) * options.dtype().itemsize();
+  if (bytes >= 4 * kHugePage) {
+    const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    if (void* data = std::aligned_alloc(kHugePage, rounded)) {
+      madvise(data, rounded, MADV_HUGEPAGE);
+      return at::from_blob(data, sizes, [](void* p) { std::free(p); }, options);
+    }
+  }
+#endif
+  return at::empty(sizes, options);
+}
+
+// Rows of a (B, ..., width) tensor at time t: pointer to row 0 and the stride between rows.
+template <typename T>
+struct Rows {
+  T* ptr;
+  int64_t stride;
+  T* row(int64_t b) const { return ptr + b * stride; }
+};
+
+template <typename T>
+Rows<T> step_rows(const Tensor& seq, int64_t t) {  // seq (B, T, W) -> seq[:, t, :]
+  return {seq.data_ptr<std::remove_const_t<T>>() + t * seq.size(2), seq.size(1) * seq.size(2)};
+}
+
+template <typename T>
+Rows<T> matrix_rows(const Tensor& m) {  // m (B, W)
+  return {m.data_ptr<std::remove_const_t<T>>(), m.size(1)};
+}
+
+// The state before step t: h0 (or c0) at t = 0, else out[:, t-1] (or cs[:, t-1]).
+template <typename T>
+Rows<T> previous_state(const Tensor& h0, const Tensor& out, int64_t t) {
+  return t == 0 ? matrix_rows<T>(h0) : step_rows<T>(out, t - 1);
+}
+
+// dW = sum over all (b, t) of dz[b, t]^T @ input[b, t]: dz (B, T, >= col0 + cols) narrowed to
+// columns [col0, col0 + cols), input (B, T, H). One matrix product over all B*T rows.
+Tensor weight_grad(const Tensor& dz, int64_t col0, int64_t cols, const Tensor& input) {
+  const Tensor dz_rows = dz.reshape({-1, dz.size(2)}).narrow(1, col0, cols);
+  return at::mm(dz_rows.t(), input.reshape({-1, input.size(2)}));
+}
+
+// dW_hh = sum over all (b, t) of dz[b, t]^T @ hm_{t-1}[b], hm_{t-1} = (h0 or out[:, t-1]) * m.
+Tensor recurrent_weight_grad(const Tensor& dz, int64_t col0, int64_t cols, const Tensor& h0,
+                             const Tensor& out, const OptTensor& rmask) {
+  const int64_t B = out.size(0), T = out.size(1), H = out.size(2);
+  if (rmask.has_value() && rmask->defined()) {  // the previous states, masked, as one tensor
+    Tensor prev = empty_buffer(out.sizes(), out.options());
+    prev.select(1, 0).copy_(h0);
+    prev.narrow(1, 1, T - 1).copy_(out.narrow(1, 0, T - 1));
+    prev.mul_(rmask->unsqueeze(1));
+    return weight_grad(dz, col0, cols, prev);
+  }
+  // Unmasked, h_{t-1}[b] is the row before dz[b, t]'s in out's (B*T, H) rows, except at t = 0:
+  // pair every row of dz with the previous row of out (no copy), then swap the B - 1 wrong
+  // pairs (out[b-1, T-1] with dz[b, 0]) for the right ones (h0[b] with dz[b, 0]).
+  const Tensor dz_rows = dz.reshape({-1, dz.size(2)}).narrow(1, col0, cols);
+  const Tensor out_rows = out.reshape({-1, H});
+  Tensor dw = at::mm(dz_rows.narrow(0, 1, B * T - 1).t(), out_rows.narrow(0, 0, B * T - 1));
+  const Tensor dz_first = dz.select(1, 0).narrow(1, col0, cols);  // (B, cols)
+  dw.addmm_(dz_first.t(), h0);
+  if (B > 1) {
+    dw.addmm_(dz_first.narrow(0, 1, B - 1).t(), out.select(1, T - 1).narrow(0, 0, B - 1), 1, -1);
+  }
+  return dw;
+}
+
+// ---------------------------------------------------------------------------------------------
+// LSTM (gate order i, f, g, o; optional peepholes p = (p_i, p_f, p_o) rows of a (3, H) tensor)
+//   z = xproj_t + hm_{t-1} W^T
+//   i = σ(z_i + p_i c_{t-1}), f = σ(z_f + p_f c_{t-1}), g = tanh(z_g)
+//   c_t = f c_{t-1} + i g, o = σ(z_o + p_o c_t), h_t = o tanh(c_t)
+// Saved: gates (B, T, 4H) = activated (i, f, g, o); cs (B, T, H) = c_t.
+// ---------------------------------------------------------------------------------------------
+
+template <typename T>
+struct LstmForwardStep {
+  int64_t H;
+  Rows<const T> x, pre, c_prev;  // xproj[:, t], hm_{t-1} W^T (B, 4H), c_{t-1}
+  const T* peep;                 // (3, H)
+  const T* mask;                 // (B, H)
+  Rows<T> gates, c, h;           // gates[:, t], cs[:, t], out[:, t]
+  T* hm;                         // (B, H): h_t * m for the next step's product
+};
+
+template <typename T>
+SEQCAST_INLINE void lstm_forward_row(int64_t H, const T* RESTRICT x, const T* RESTRICT pre,
+                                     const T* RESTRICT cp, const T* RESTRICT peep,
+                                     const T* RESTRICT m, T* RESTRICT g, T* RESTRICT c,
+                                     T* RESTRICT h, T* RESTRICT hm) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T i = sigmoid(x[j] + pre[j] + peep[j] * cp[j]);
+    const T f = sigmoid(x[H + j] + pre[H + j] + peep[H + j] * cp[j]);
+    const T gg = tanh_(x[2 * H + j] + pre[2 * H + j]);
+    const T ct = f * cp[j] + i * gg;
+    const T o = sigmoid(x[3 * H + j] + pre[3 * H + j] + peep[2 * H + j] * ct);
+    const T ht = o * tanh_(ct);
+    g[j] = i;
+    g[H + j] = f;
+    g[2 * H + j] = gg;
+    g[3 * H + j] = o;
+    c[j] = ct;
+    h[j] = ht;
+    hm[j] = ht * m[j];
+  }
+}
+
+template <typename T>
+SEQCAST_SIMD void lstm_forward_step(const LstmForwardStep<T>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H;
+  for (int64_t b = b0; b < b1; ++b) {
+    lstm_forward_row<T>(H, s.x.row(b), s.pre.row(b), s.c_prev.row(b), s.peep, s.mask + b * H,
+                        s.gates.row(b), s.c.row(b), s.h.row(b), s.hm + b * H);
+  }
+}
+
+template <typename T>
+struct LstmBackwardStep {
+  int64_t H;
+  Rows<const T> dout, gates, c, c_prev;  // dout[:, t], gates[:, t], cs[:, t], c_{t-1}
+  const T* peep;                         // (3, H)
+  const T* mask;                         // (B, H)
+  const T* dhm;                          // (B, H): dL/d(hm_t) from step t+1's product
+  T* carry;                              // (B, H): read, then zeroed (LSTM has no direct path)
+  T* dc;                                 // (B, H): dL/dc_t in, dL/dc_{t-1} out
+  Rows<T> dz;                            // dxproj[:, t] (B, 4H)
+  T* dpeep;                              // (3, H), accumulated
+};
+
+template <typename T>
+SEQCAST_INLINE void lstm_backward_row(int64_t H, const T* RESTRICT dout, const T* RESTRICT g,
+                                      const T* RESTRICT c, const T* RESTRICT cp,
+                                      const T* RESTRICT peep, const T* RESTRICT m,
+                                      const T* RESTRICT dhm, T* RESTRICT carry, T* RESTRICT dc,
+                                      T* RESTRICT dz, T* RESTRICT dpeep) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T dh = dout[j] + carry[j] + m[j] * dhm[j];
+    const T i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
+    const T tc = tanh_(c[j]);
+    const T dzo = dh * tc * o * (T(1) - o);
+    const T dct = dc[j] + dh * o * (T(1) - tc * tc) + dzo * peep[2 * H + j];
+    const T dzi = dct * gg * i * (T(1) - i);
+    const T dzf = dct * cp[j] * f * (T(1) - f);
+    const T dzg = dct * i * (T(1) - gg * gg);
+    dc[j] = dct * f + dzi * peep[j] + dzf * peep[H + j];
+    carry[j] = T(0);
+    dz[j] = dzi;
+    dz[H + j] = dzf;
+    dz[2 * H + j] = dzg;
+    dz[3 * H + j] = dzo;
+    dpeep[j] += dzi * cp[j];
+    dpeep[H + j] += dzf * cp[j];
+    dpeep[2 * H + j] += dzo * c[j];
+  }
+}
+
+template <typename T>
+SEQCAST_SIMD void lstm_backward_step(const LstmBackwardStep<T>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H;
+  for (int64_t b = b0; b < b1; ++b) {
+    lstm_backward_row<T>(H, s.dout.row(b), s.gates.row(b), s.c.row(b), s.c_prev.row(b), s.peep,
+                         s.mask + b * H, s.dhm + b * H, s.carry + b * H, s.dc + b * H,
+                         s.dz.row(b), s.dpeep);
+  }
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
+    const Tensor& xproj, const Tensor& w_hh, const Tensor& h0, const Tensor& c0,
+    const OptTensor& peephole, const OptTensor& rmask) {
+  const Dims d = check_inputs(xproj, w_hh, h0, 4, "lstm_sequence");
+  const int64_t B = d.B, T = d.T, H = d.H;
+  const Tensor c0_ = or_default(c0, at::zeros_like(h0), "c0");
+  const Tensor peep = or_default(peephole, at::zeros({3, H}, h0.options()), "peephole");
+  const Tensor mask = mask_or_ones(rmask, h0);
+  Tensor out = empty_buffer({B, T, H}, xproj.options());
+  Tensor cs = empty_buffer({B, T, H}, xproj.options());
+  Tensor gates = empty_buffer({B, T, 4 * H}, xproj.options());
+  Tensor pre = at::empty({B, 4 * H}, xproj.options());
+  Tensor hm = h0 * mask;
+  const Tensor w_t = w_hh.t();
+  const FlushDenormals flush(xproj.scalar_type(), may_use_threads(B, 4 * H, H));
+  AT_DISPATCH_FLOATING_TYPES(xproj.scalar_type(), "lstm_forward", [&] {
+    using T_ = scalar_t;
+    for (int64_t t = 0; t < T; ++t) {
+      at::mm_out(pre, hm, w_t);
+      const LstmForwardStep<T_> s{H,
+                                  step_rows<const T_>(xproj, t),
+                                  matrix_rows<const T_>(pre),
+                                  previous_state<const T_>(c0_, cs, t),
+                                  peep.data_ptr<T_>(),
+                                  mask.data_ptr<T_>(),
+                                  step_rows<T_>(gates, t),
+                                  step_rows<T_>(cs, t),
+                                  step_rows<T_>(out, t),
+                                  hm.data_ptr<T_>()};
+      for_rows(B, 4 * H, [&](int64_t b0, int64_t b1) { lstm_forward_step<T_>(s, b0, b1); });
+    }
+  });
+  return {out, out.select(1, T - 1).clone(), cs.select(1, T - 1).clone(), cs, gates};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
+    const Tensor& dout, const Tensor& dh_n, const Tensor& dc_n, const Tensor& w_hh,
+    const Tensor& h0, const Tensor& c0, const OptTensor& peephole, const OptTensor& rmask,
+    const Tensor& out, const Tensor& cs, const Tensor& gates) {
+  const int64_t B = out.size(0), T = out.size(1), H = out.size(2);
+  const Tensor peep = or_default(peephole, at::zeros({3, H}, h0.options()), "peephole");
+  const Tensor mask = mask_or_ones(rmask, h0);
+  Tensor dz = empty_buffer({B, T, 4 * H}, out.options());
+  Tensor carry = dh_n.clone();
+  Tensor dhm = at::zeros_like(h0);
+  Tensor dc = dc_n.clone();
+  Tensor dpeep = at::zeros({at::get_num_threads(), 3, H}, out.options());  // per-thread sums
+  const FlushDenormals flush(out.scalar_type(), may_use_threads(B, 4 * H, H));
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "lstm_backward", [&] {
+    using T_ = scalar_t;
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const LstmBackwardStep<T_> s{H,
+                                   step_rows<const T_>(dout, t),
+                                   step_rows<const T_>(gates, t),
+                                   step_rows<const T_>(cs, t),
+                                   previous_state<const T_>(c0, cs, t),
+                                   peep.data_ptr<T_>(),
+                                   mask.data_ptr<T_>(),
+                                   dhm.data_ptr<T_>(),
+                                   carry.data_ptr<T_>(),
+                                   dc.data_ptr<T_>(),
+                                   step_rows<T_>(dz, t),
+                                   dpeep.data_ptr<T_>()};
+      for_rows(B, 4 * H, [&](int64_t b0, int64_t b1) {
+        LstmBackwardStep<T_> part = s;
+        part.dpeep += thread_slot(dpeep.size(0)) * 3 * H;
+        lstm_backward_step<T_>(part, b0, b1);
+      });
+      at::mm_out(dhm, dz.select(1, t), w_hh);
+    }
+  });
+  Tensor dh0 = carry + mask * dhm;
+  Tensor dw = recurrent_weight_grad(dz, 0, 4 * H, h0, out, rmask);
+  return {dz, dw, dh0, dc, dpeep.sum(0)};
+}
+
+// ---------------------------------------------------------------------------------------------
+// GRU, gate order r, z, n; h_t = (1 - z) n + z h_{t-1} in both forms.
+// reset_after=True:   a = hm W^T + b_hh; r = σ(x_r + a_r); z = σ(x_z + a_z);
+//                     n = tanh(x_n + r a_n).   Saved: gates (B, T, 4H) = (r, z, n, a_n).
+// reset_after=False:  r = σ(x_r + hm W_r^T); z = σ(x_z + hm W_z^T);
+//                     n = tanh(x_n + (r hm) W_n^T).  Saved: gates (B, T, 3H) = (r, z, n) and
+//                     rh (B, T, H) = r hm_{t-1}.
+// ---------------------------------------------------------------------------------------------
+
+template <typename T>
+struct GruForwardStep {
+  int64_t H;
+  Rows<const T> x, pre, h_prev;  // xproj[:, t]; hm W^T (B, 3H) or (B, 2H); h_{t-1}
+  const T* bias;                 // (3H) recurrent bias (reset_after only)
+  const T* mask;                 // (B, H)
+  Rows<T> gates, h, rh;          // gates[:, t], out[:, t], rh[:, t] (reset_after=False)
+  T* hm;                         // (B, H): hm_{t-1} in, h_t * m out
+  Rows<const T> pre_n;           // (r hm) W_n^T (B, H) (reset_after=False)
+};
+
+template <typename T>
+SEQCAST_INLINE void gru_forward_row(int64_t H, const T* RESTRICT x, const T* RESTRICT pre,
+                                    const T* RESTRICT bias, const T* RESTRICT hp,
+                                    const T* RESTRICT m, T* RESTRICT g, T* RESTRICT h,
+                                    T* RESTRICT hm) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T r = sigmoid(x[j] + pre[j] + bias[j]);
+    const T z = sigmoid(x[H + j] + pre[H + j] + bias[H + j]);
+    const T an = pre[2 * H + j] + bias[2 * H + j];
+    const T n = tanh_(x[2 * H + j] + r * an);
+    const T ht = n + z * (hp[j] - n);
+    g[j] = r;
+    g[H + j] = z;
+    g[2 * H + j] = n;
+    g[3 * H + j] = an;
+    h[j] = ht;
+    hm[j] = ht * m[j];
+  }
+}
+
+template <typename T>
+SEQCAST_SIMD void gru_forward_step(const GruForwardStep<T>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H;
+  for (int64_t b = b0; b < b1; ++b) {
+    gru_forward_row<T>(H, s.x.row(b), s.pre.row(b), s.bias, s.h_prev.row(b), s.mask + b * H,
+                       s.gates.row(b), s.h.row(b), s.hm + b * H);
+  }
+}
+
+// reset_after=False, first half: r, z from pre = hm W_rz^T (B, 2H); rh = r * hm_{t-1}.
+template <typename T>
+SEQCAST_INLINE void gru_v3_gates_row(int64_t H, const T* RESTRICT x, const T* RESTRICT pre,
+                                     const T* RESTRICT hm, T* RESTRICT g, T* RESTRICT rh) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T r = sigmoid(x[j] + pre[j]);
+    g[j] = r;
+    g[H + j] = sigmoid(x[H + j] + pre[H + j]);
+    rh[j] = r * hm[j];
+  }
+}
+
+// reset_after=False, second half: n from pre_n = rh W_n^T (B, H), then h_t.
+template <typename T>
+SEQCAST_INLINE void gru_v3_state_row(int64_t H, const T* RESTRICT x, const T* RESTRICT pre_n,
+                                     const T* RESTRICT hp, const T* RESTRICT m, T* RESTRICT g,
+                                     T* RESTRICT h, T* RESTRICT hm) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T n = tanh_(x[2 * H + j] + pre_n[j]);
+    const T ht = n + g[H + j] * (hp[j] - n);
+    g[2 * H + j] = n;
+    h[j] = ht;
+    hm[j] = ht * m[j];
+  }
+}
+
+template <typename T>
+SEQCAST_SIMD void gru_v3_gates_step(const GruForwardStep<T>& s, int64_t b0, int64_t b1) {
+  for (int64_t b = b0; b < b1; ++b) {
+    gru_v3_gates_row<T>(s.H, s.x.row(b), s.pre.row(b), s.hm + b * s.H, s.gates.row(b),
+                        s.rh.row(b));
+  }
+}
+
+template <typename T>
+SEQCAST_SIMD void gru_v3_state_step(const GruForwardStep<T>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H;
+  for (int64_t b = b0; b < b1; ++b) {
+    gru_v3_state_row<T>(H, s.x.row(b), s.pre_n.row(b), s.h_prev.row(b), s.mask + b * H,
+                        s.gates.row(b), s.h.row(b), s.hm + b * H);
+  }
+}
+
+template <typename T>
+struct GruBackwardStep {
+  int64_t H;
+  Rows<const T> dout, gates, h_prev;  // dout[:, t], gates[:, t], h_{t-1}
+  const T* mask;                      // (B, H)
+  const T* dhm;                       // (B, H): dL/d(hm_t) from step t+1's product(s)
+  T* carry;                           // (B, H): dL/dh_t's direct part in, z * dh out
+  Rows<T> dz;                         // dxproj[:, t]
+  T* da;                              // (B, 3H): d(hm W^T + b_hh) of this step (reset_after)
+  Rows<T> da_n;                       // da[:, 2H:] of every step, (B, T, H) (reset_after)
+  Rows<const T> drh;                  // dL/d(rh_t) (B, H) (reset_after=False)
+};
+
+template <typename T>
+SEQCAST_INLINE void gru_backward_row(int64_t H, const T* RESTRICT dout, const T* RESTRICT g,
+                                     const T* RESTRICT hp, const T* RESTRICT m,
+                                     const T* RESTRICT dhm, T* RESTRICT carry, T* RESTRICT dz,
+                                     T* RESTRICT da, T* RESTRICT da_n) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T dh = dout[j] + carry[j] + m[j] * dhm[j];
+    const T r = g[j], z = g[H + j], n = g[2 * H + j], an = g[3 * H + j];
+    const T dn = dh * (T(1) - z) * (T(1) - n * n);
+    const T dzz = dh * (hp[j] - n) * z * (T(1) - z);
+    const T dzr = dn * an * r * (T(1) - r);
+    carry[j] = dh * z;
+    dz[j] = dzr;
+    dz[H + j] = dzz;
+    dz[2 * H + j] = dn;
+    da[j] = dzr;
+    da[H + j] = dzz;
+    da[2 * H + j] = dn * r;
+    da_n[j] = dn * r;
+  }
+}
+
+template <typename T>
+SEQCAST_SIMD void gru_backward_step(const GruBackwardStep<T>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H;
+  for (int64_t b = b0; b < b1; ++b) {
+    gru_backward_row<T>(H, s.dout.row(b), s.gates.row(b), s.h_prev.row(b), s.mask + b * H,
+                        s.dhm + b * H, s.carry + b * H, s.dz.row(b), s.da + b * 3 * H,
+                        s.da_n.row(b));
+  }
+}
+
+// reset_after=False, first half: dz_z, dz_n (written to dz) and the direct part of dh_{t-1}.
+template <typename T>
+SEQCAST_INLINE void gru_v3_backward_row(int64_t H, const T* RESTRICT dout, const T* RESTRICT g,
+                                        const T* RESTRICT hp, const T* RESTRICT m,
+                                        const T* RESTRICT dhm, T* RESTRICT carry,
+                                        T* RESTRICT dz) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T dh = dout[j] + carry[j] + m[j] * dhm[j];
+    const T z = g[H + j], n = g[2 * H + j];
+    carry[j] = dh * z;
+    dz[H + j] = dh * (hp[j] - n) * z * (T(1) - z);
+    dz[2 * H + j] = dh * (T(1) - z) * (T(1) - n * n);
+  }
+}
+
+// reset_after=False, second half: given drh = dz_n W_n, dz_r and carry += m * r * drh.
+template <typename T>
+SEQCAST_INLINE void gru_v3_reset_row(int64_t H, const T* RESTRICT drh, const T* RESTRICT g,
+                                     const T* RESTRICT hp, const T* RESTRICT m,
+                                     T* RESTRICT carry, T* RESTRICT dz) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T r = g[j];
+    dz[j] = drh[j] * hp[j] * m[j] * r * (T(1) - r);
+    carry[j] += m[j] * r * drh[j];
+  }
+}
+
+template <typename T>
+SEQCAST_SIMD void gru_v3_backward_step(const GruBackwardStep<T>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H;
+  for (int64_t b = b0; b < b1; ++b) {
+    gru_v3_backward_row<T>(H, s.dout.row(b), s.gates.row(b), s.h_prev.row(b), s.mask + b * H,
+                           s.dhm + b * H, s.carry + b * H, s.dz.row(b));
+  }
+}
+
+template <typename T>
+SEQCAST_SIMD void gru_v3_reset_step(const GruBackwardStep<T>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H;
+  for (int64_t b = b0; b < b1; ++b) {
+    gru_v3_reset_row<T>(H, s.drh.row(b), s.gates.row(b), s.h_prev.row(b), s.mask + b * H,
+                        s.carry + b * H, s.dz.row(b));
+  }
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_forward(const Tensor& xproj, const Tensor& w_hh,
+                                                       const Tensor& h0, const OptTensor& b_hh,
+                                                       bool reset_after,
+                                                       const OptTensor& rmask) {
+  const Dims d = check_inputs(xproj, w_hh, h0, 3, "gru_sequence");
+  const int64_t B = d.B, T = d.T, H = d.H;
+  TORCH_CHECK(reset_after || !b_hh.has_value() || !b_hh->defined(),
+              "gru_sequence: reset_after=False has no recurrent bias; pass b_hh=None");
+  const Tensor bias = or_default(b_hh, at::zeros({3 * H}, h0.options()), "b_hh");
+  const Tensor mask = mask_or_ones(rmask, h0);
+  const auto opts = xproj.options();
+  Tensor out = empty_buffer({B, T, H}, opts);
+  Tensor gates = empty_buffer({B, T, (reset_after ? 4 : 3) * H}, opts);
+  Tensor rh = reset_after ? at::empty({0}, opts) : empty_buffer({B, T, H}, opts);
+  Tensor pre = at::empty({B, (reset_after ? 3 : 2) * H}, opts);
+  Tensor pre_n = reset_after ? at::empty({0}, opts) : at::empty({B, H}, opts);
+  Tensor hm = h0 * mask;
+  const Tensor w_t = reset_after ? w_hh.t() : w_hh.narrow(0, 0, 2 * H).t();
+  const Tensor w_n_t = w_hh.narrow(0, 2 * H, H).t();
+  const FlushDenormals flush(xproj.scalar_type(), may_use_threads(B, 3 * H, H));
+  AT_DISPATCH_FLOATING_TYPES(xproj.scalar_type(), "gru_forward", [&] {
+    using T_ = scalar_t;
+    for (int64_t t = 0; t < T; ++t) {
+      at::mm_out(pre, hm, w_t);
+      const GruForwardStep<T_> s{
+          H,
+          step_rows<const T_>(xproj, t),
+          matrix_rows<const T_>(pre),
+          previous_state<const T_>(h0, out, t),
+          bias.data_ptr<T_>(),
+          mask.data_ptr<T_>(),
+          step_rows<T_>(gates, t),
+          step_rows<T_>(out, t),
+          reset_after ? Rows<T_>{nullptr, 0} : step_rows<T_>(rh, t),
+          hm.data_ptr<T_>(),
+          reset_after ? Rows<const T_>{nullptr, 0} : matrix_rows<const T_>(pre_n)};
+      if (reset_after) {
+        for_rows(B, 4 * H, [&](int64_t b0, int64_t b1) { gru_forward_step<T_>(s, b0, b1); });
+      } else {
+        for_rows(B, 3 * H, [&](int64_t b0, int64_t b1) { gru_v3_gates_step<T_>(s, b0, b1); });
+        at::mm_out(pre_n, rh.select(1, t), w_n_t);
+        for_rows(B, 3 * H, [&](int64_t b0, int64_t b1) { gru_v3_state_step<T_>(s, b0, b1); });
+      }
+    }
+  });
+  return {out, out.select(1, T - 1).clone(), gates, rh};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(const Tensor& dout, const Tensor& dh_n,
+                                                        const Tensor& w_hh, const Tensor& h0,
+                                                        bool reset_after, const OptTensor& rmask,
+                                                        const Tensor& out, const Tensor& gates,
+                                                        const Tensor& rh) {
+  const int64_t B = out.size(0), T = out.size(1), H = out.size(2);
+  const Tensor mask = mask_or_ones(rmask, h0);
+  const auto opts = out.options();
+  Tensor dz = empty_buffer({B, T, 3 * H}, opts);
+  Tensor da = reset_after ? at::empty({B, 3 * H}, opts) : at::empty({0}, opts);
+  Tensor da_n = reset_after ? empty_buffer({B, T, H}, opts) : at::empty({0}, opts);
+  Tensor drh = reset_after ? at::empty({0}, opts) : at::empty({B, H}, opts);
+  Tensor carry = dh_n.clone();
+  Tensor dhm = at::zeros_like(h0);
+  const Tensor w_rz = w_hh.narrow(0, 0, 2 * H), w_n = w_hh.narrow(0, 2 * H, H);
+  const FlushDenormals flush(out.scalar_type(), may_use_threads(B, 3 * H, H));
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "gru_backward", [&] {
+    using T_ = scalar_t;
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const GruBackwardStep<T_> s{
+          H,
+          step_rows<const T_>(dout, t),
+          step_rows<const T_>(gates, t),
+          previous_state<const T_>(h0, out, t),
+          mask.data_ptr<T_>(),
+          dhm.data_ptr<T_>(),
+          carry.data_ptr<T_>(),
+          step_rows<T_>(dz, t),
+          da.data_ptr<T_>(),
+          reset_after ? step_rows<T_>(da_n, t) : Rows<T_>{nullptr, 0},
+          reset_after ? Rows<const T_>{nullptr, 0} : matrix_rows<const T_>(drh)};
+      if (reset_after) {
+        for_rows(B, 6 * H, [&](int64_t b0, int64_t b1) { gru_backward_step<T_>(s, b0, b1); });
+        at::mm_out(dhm, da, w_hh);
+      } else {
+        for_rows(B, 3 * H, [&](int64_t b0, int64_t b1) { gru_v3_backward_step<T_>(s, b0, b1); });
+        at::mm_out(drh, dz.select(1, t).narrow(1, 2 * H, H), w_n);
+        for_rows(B, 2 * H, [&](int64_t b0, int64_t b1) { gru_v3_reset_step<T_>(s, b0, b1); });
+        at::mm_out(dhm, dz.select(1, t).narrow(1, 0, 2 * H), w_rz);
+      }
+    }
+  });
+  Tensor dh0 = carry + mask * dhm;
+  // dW_hh for the r and z rows: dz^T hm; for the n rows: da_n^T hm, or dz_n^T (r hm).
+  const Tensor dw_rz = recurrent_weight_grad(dz, 0, 2 * H, h0, out, rmask);
+  if (reset_after) {
+    Tensor dw = at::cat({dw_rz, recurrent_weight_grad(da_n, 0, H, h0, out, rmask)});
+    Tensor db = at::cat({dz.narrow(2, 0, 2 * H).sum({0, 1}), da_n.sum({0, 1})});
+    return {dz, dw, dh0, db};
+  }
+  Tensor dw = at::cat({dw_rz, weight_grad(dz, 2 * H, H, rh)});
+  return {dz, dw, dh0, at::zeros({3 * H}, opts)};
+}
+
+// ---------------------------------------------------------------------------------------------
+// SimpleRNN: h_t = act(xproj_t + hm_{t-1} W^T).  Saved: out only (act' from the output).
+// ---------------------------------------------------------------------------------------------
+
+template <typename T>
+struct RnnStep {
+  int64_t H;
+  Rows<const T> x, pre;  // forward: xproj[:, t], hm W^T (B, H)
+  Rows<T> h;             // out[:, t]
+  const T* mask;         // (B, H)
+  T* hm;                 // forward: h_t * m
+  Rows<const T> dout;    // backward: dout[:, t]
+  const T* dhm;          // backward: dL/d(hm_t)
+  T* carry;              // backward: dh_T at the last step, then 0
+  Rows<T> dz;            // backward: dxproj[:, t]
+};
+
+template <int A, typename T>
+SEQCAST_INLINE void rnn_forward_row(int64_t H, const T* RESTRICT x, const T* RESTRICT pre,
+                                    const T* RESTRICT m, T* RESTRICT h, T* RESTRICT hm) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T ht = activate<A>(x[j] + pre[j]);
+    h[j] = ht;
+    hm[j] = ht * m[j];
+  }
+}
+
+template <int A, typename T>
+SEQCAST_SIMD void rnn_forward_step(const RnnStep<T>& s, int64_t b0, int64_t b1) {
+  for (int64_t b = b0; b < b1; ++b) {
+    rnn_forward_row<A, T>(s.H, s.x.row(b), s.pre.row(b), s.mask + b * s.H, s.h.row(b),
+                          s.hm + b * s.H);
+  }
+}
+
+template <int A, typename T>
+SEQCAST_INLINE void rnn_backward_row(int64_t H, const T* RESTRICT dout, const T* RESTRICT h,
+                                     const T* RESTRICT m, const T* RESTRICT dhm,
+                                     T* RESTRICT carry, T* RESTRICT dz) {
+  for (int64_t j = 0; j < H; ++j) {
+    dz[j] = (dout[j] + carry[j] + m[j] * dhm[j]) * activation_grad<A>(h[j]);
+    carry[j] = T(0);
+  }
+}
+
+template <int A, typename T>
+SEQCAST_SIMD void rnn_backward_step(const RnnStep<T>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H;
+  for (int64_t b = b0; b < b1; ++b) {
+    rnn_backward_row<A, T>(H, s.dout.row(b), s.h.row(b), s.mask + b * H, s.dhm + b * H,
+                           s.carry + b * H, s.dz.row(b));
+  }
+}
+
+std::tuple<Tensor, Tensor> simple_rnn_forward(const Tensor& xproj, const Tensor& w_hh,
+                                              const Tensor& h0, int64_t activation,
+                                              const OptTensor& rmask) {
+  const Dims d = check_inputs(xproj, w_hh, h0, 1, "simple_rnn_sequence");
+  const int64_t B = d.B, T = d.T, H = d.H;
+  const Tensor mask = mask_or_ones(rmask, h0);
+  Tensor out = empty_buffer({B, T, H}, xproj.options());
+  Tensor pre = at::empty({B, H}, xproj.options());
+  Tensor hm = h0 * mask;
+  const Tensor w_t = w_hh.t();
+  const FlushDenormals flush(xproj.scalar_type(), may_use_threads(B, H, H));
+  AT_DISPATCH_FLOATING_TYPES(xproj.scalar_type(), "simple_rnn_forward", [&] {
+    using T_ = scalar_t;
+    with_activation(activation, [&](auto act) {
+      constexpr int A = decltype(act)::value;
+      for (int64_t t = 0; t < T; ++t) {
+        at::mm_out(pre, hm, w_t);
+        RnnStep<T_> s{};
+        s.H = H;
+        s.x = step_rows<const T_>(xproj, t);
+        s.pre = matrix_rows<const T_>(pre);
+        s.h = step_rows<T_>(out, t);
+        s.mask = mask.data_ptr<T_>();
+        s.hm = hm.data_ptr<T_>();
+        for_rows(B, H, [&](int64_t b0, int64_t b1) { rnn_forward_step<A, T_>(s, b0, b1); });
+      }
+    });
+  });
+  return {out, out.select(1, T - 1).clone()};
+}
+
+std::tuple<Tensor, Tensor, Tensor> simple_rnn_backward(const Tensor& dout, const Tensor& dh_n,
+                                                       const Tensor& w_hh, const Tensor& h0,
+                                                       int64_t activation,
+                                                       const OptTensor& rmask,
+                                                       const Tensor& out) {
+  const int64_t B = out.size(0), T = out.size(1), H = out.size(2);
+  const Tensor mask = mask_or_ones(rmask, h0);
+  Tensor dz = empty_buffer({B, T, H}, out.options());
+  Tensor carry = dh_n.clone();
+  Tensor dhm = at::zeros_like(h0);
+  const FlushDenormals flush(out.scalar_type(), may_use_threads(B, H, H));
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "simple_rnn_backward", [&] {
+    using T_ = scalar_t;
+    with_activation(activation, [&](auto act) {
+      constexpr int A = decltype(act)::value;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        RnnStep<T_> s{};
+        s.H = H;
+        s.h = step_rows<T_>(out, t);
+        s.mask = mask.data_ptr<T_>();
+        s.dout = step_rows<const T_>(dout, t);
+        s.dhm = dhm.data_ptr<T_>();
+        s.carry = carry.data_ptr<T_>();
+        s.dz = step_rows<T_>(dz, t);
+        for_rows(B, H, [&](int64_t b0, int64_t b1) { rnn_backward_step<A, T_>(s, b0, b1); });
+        at::mm_out(dhm, dz.select(1, t), w_hh);
+      }
+    });
+  });
+  Tensor dh0 = carry + mask * dhm;
+  Tensor dw = recurrent_weight_grad(dz, 0, H, h0, out, rmask);
+  return {dz, dw, dh0};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer-normalised SimpleRNN:
+//   s = xproj_t + hm_{t-1} W^T; ŝ = (s - mean(s)) / sqrt(var(s) + eps); h_t = act(γ ŝ + β)
+// (mean and biased variance over the H features of each row).
+// Saved: out, shat (B, T, H) = ŝ, rstd (B, T) = 1 / sqrt(var + eps).
+// Backward per row: dy = dh act'(h); dγ += dy ŝ; dβ += dy; dŝ = γ dy;
+//   ds = rstd (dŝ - mean(dŝ) - ŝ mean(dŝ ŝ)).
+// ---------------------------------------------------------------------------------------------
+
+template <typename T>
+struct LnRnnStep {
+  int64_t H;
+  T eps;
+  const T *gamma, *beta;  // (H)
+  const T* mask;          // (B, H)
+  Rows<T> h, shat, rstd;  // out[:, t], shat[:, t], rstd[:, t] (stride T)
+  Rows<const T> x, pre;   // forward: xproj[:, t], hm W^T
+  T* hm;                  // forward: h_t * m
+  Rows<const T> dout;     // backward: dout[:, t]
+  const T* dhm;           // backward
+  T* carry;               // backward: dh_T at the last step, then 0
+  Rows<T> dz;             // backward: dxproj[:, t]
+  T *dgamma, *dbeta;      // backward: (H), accumulated
+};
+
+// One row of the forward step; returns rstd.
+template <int A, typename T>
+SEQCAST_INLINE T ln_rnn_forward_row(int64_t H, T eps, const T* RESTRICT x, const T* RESTRICT pre,
+                                    const T* RESTRICT gamma, const T* RESTRICT beta,
+                                    const T* RESTRICT m, T* RESTRICT shat, T* RESTRICT h,
+                                    T* RESTRICT hm) {
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < H; ++j) sum += x[j] + pre[j];
+  const T mean = sum / T(H);
+  T sq = 0;
+#pragma omp simd reduction(+ : sq)
+  for (int64_t j = 0; j < H; ++j) {
+    const T d = x[j] + pre[j] - mean;
+    sq += d * d;
+  }
+  const T rstd = T(1) / std::sqrt(sq / T(H) + eps);
+  for (int64_t j = 0; j < H; ++j) {
+    const T sh = (x[j] + pre[j] - mean) * rstd;
+    const T ht = activate<A>(gamma[j] * sh + beta[j]);
+    shat[j] = sh;
+    h[j] = ht;
+    hm[j] = ht * m[j];
+  }
+  return rstd;
+}
+
+template <int A, typename T>
+SEQCAST_SIMD void ln_rnn_forward_step(const LnRnnStep<T>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H;
+  for (int64_t b = b0; b < b1; ++b) {
+    *s.rstd.row(b) = ln_rnn_forward_row<A, T>(H, s.eps, s.x.row(b), s.pre.row(b), s.gamma,
+                                              s.beta, s.mask + b * H, s.shat.row(b), s.h.row(b),
+                                              s.hm + b * H);
+  }
+}
+
+template <int A, typename T>
+SEQCAST_INLINE void ln_rnn_backward_row(int64_t H, T rstd, const T* RESTRICT dout,
+                                        const T* RESTRICT h, const T* RESTRICT shat,
+                                        const T* RESTRICT gamma, const T* RESTRICT m,
+                                        const T* RESTRICT dhm, T* RESTRICT carry,
+                                        T* RESTRICT dz, T* RESTRICT dgamma, T* RESTRICT dbeta) {
+  T sum_d = 0, sum_ds = 0;
+#pragma omp simd reduction(+ : sum_d, sum_ds)
+  for (int64_t j = 0; j < H; ++j) {
+    const T dy = (dout[j] + carry[j] + m[j] * dhm[j]) * activation_grad<A>(h[j]);
+    carry[j] = T(0);
+    dgamma[j] += dy * shat[j];
+    dbeta[j] += dy;
+    const T dsh = dy * gamma[j];
+    dz[j] = dsh;
+    sum_d += dsh;
+    sum_ds += dsh * shat[j];
+  }
+  const T mean_d = sum_d / T(H), mean_ds = sum_ds / T(H);
+  for (int64_t j = 0; j < H; ++j) dz[j] = rstd * (dz[j] - mean_d - shat[j] * mean_ds);
+}
+
+template <int A, typename T>
+SEQCAST_SIMD void ln_rnn_backward_step(const LnRnnStep<T>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H;
+  for (int64_t b = b0; b < b1; ++b) {
+    ln_rnn_backward_row<A, T>(H, *s.rstd.row(b), s.dout.row(b), s.h.row(b), s.shat.row(b),
+                              s.gamma, s.mask + b * H, s.dhm + b * H, s.carry + b * H,
+                              s.dz.row(b), s.dgamma, s.dbeta);
+  }
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> ln_simple_rnn_forward(
+    const Tensor& xproj, const Tensor& w_hh, const Tensor& h0, const Tensor& gamma,
+    const Tensor& beta, double eps, int64_t activation, const OptTensor& rmask) {
+  const Dims d = check_inputs(xproj, w_hh, h0, 1, "ln_simple_rnn_sequence");
+  const int64_t B = d.B, T = d.T, H = d.H;
+  const Tensor zeros_h = at::zeros({H}, h0.options());
+  const Tensor gamma_ = or_default(gamma, zeros_h, "gamma");
+  const Tensor beta_ = or_default(beta, zeros_h, "beta");
+  const Tensor mask = mask_or_ones(rmask, h0);
+  Tensor out = empty_buffer({B, T, H}, xproj.options());
+  Tensor shat = empty_buffer({B, T, H}, xproj.options());
+  Tensor rstd = empty_buffer({B, T, 1}, xproj.options());
+  Tensor pre = at::empty({B, H}, xproj.options());
+  Tensor hm = h0 * mask;
+  const Tensor w_t = w_hh.t();
+  const FlushDenormals flush(xproj.scalar_type(), may_use_threads(B, H, H));
+  AT_DISPATCH_FLOATING_TYPES(xproj.scalar_type(), "ln_simple_rnn_forward", [&] {
+    using T_ = scalar_t;
+    with_activation(activation, [&](auto act) {
+      constexpr int A = decltype(act)::value;
+      for (int64_t t = 0; t < T; ++t) {
+        at::mm_out(pre, hm, w_t);
+        LnRnnStep<T_> s{};
+        s.H = H;
+        s.eps = static_cast<T_>(eps);
+        s.gamma = gamma_.data_ptr<T_>();
+        s.beta = beta_.data_ptr<T_>();
+        s.mask = mask.data_ptr<T_>();
+        s.h = step_rows<T_>(out, t);
+        s.shat = step_rows<T_>(shat, t);
+        s.rstd = step_rows<T_>(rstd, t);
+        s.x = step_rows<const T_>(xproj, t);
+        s.pre = matrix_rows<const T_>(pre);
+        s.hm = hm.data_ptr<T_>();
+        for_rows(B, 3 * H, [&](int64_t b0, int64_t b1) { ln_rnn_forward_step<A, T_>(s, b0, b1); });
+      }
+    });
+  });
+  return {out, out.select(1, T - 1).clone(), shat, rstd};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> ln_simple_rnn_backward(
+    const Tensor& dout, const Tensor& dh_n, const Tensor& w_hh, const Tensor& h0,
+    const Tensor& gamma, int64_t activation, const OptTensor& rmask, const Tensor& out,
+    const Tensor& shat, const Tensor& rstd) {
+  const int64_t B = out.size(0), T = out.size(1), H = out.size(2);
+  const Tensor mask = mask_or_ones(rmask, h0);
+  Tensor dz = empty_buffer({B, T, H}, out.options());
+  Tensor carry = dh_n.clone();
+  Tensor dhm = at::zeros_like(h0);
+  Tensor dgamma = at::zeros({at::get_num_threads(), H}, out.options());  // per-thread sums
+  Tensor dbeta = at::zeros({at::get_num_threads(), H}, out.options());
+  const FlushDenormals flush(out.scalar_type(), may_use_threads(B, H, H));
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "ln_simple_rnn_backward", [&] {
+    using T_ = scalar_t;
+    with_activation(activation, [&](auto act) {
+      constexpr int A = decltype(act)::value;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        LnRnnStep<T_> s{};
+        s.H = H;
+        s.gamma = gamma.data_ptr<T_>();
+        s.mask = mask.data_ptr<T_>();
+        s.h = step_rows<T_>(out, t);
+        s.shat = step_rows<T_>(shat, t);
+        s.rstd = step_rows<T_>(rstd, t);
+        s.dout = step_rows<const T_>(dout, t);
+        s.dhm = dhm.data_ptr<T_>();
+        s.carry = carry.data_ptr<T_>();
+        s.dz = step_rows<T_>(dz, t);
+        s.dgamma = dgamma.data_ptr<T_>();
+        s.dbeta = dbeta.data_ptr<T_>();
+        for_rows(B, 3 * H, [&](int64_t b0, int64_t b1) {
+          LnRnnStep<T_> part = s;
+          const int64_t slot = thread_slot(dgamma.size(0));
+          part.dgamma += slot * H;
+          part.dbeta += slot * H;
+          ln_rnn_backward_step<A, T_>(part, b0, b1);
+        });
+        at::mm_out(dhm, dz.select(1, t), w_hh);
+      }
+    });
+  });
+  Tensor dh0 = carry + mask * dhm;
+  Tensor dw = recurrent_weight_grad(dz, 0, H, h0, out, rmask);
+  return {dz, dw, dh0, dgamma.sum(0), dbeta.sum(0)};
+}
+
+}  // namespace
+}  // namespace seqcast_rnn
+
+TORCH_LIBRARY(seqcast_rnn, m) {
+  using namespace seqcast_rnn;
+  m.def(
+      "lstm_forward(Tensor xproj, Tensor w_hh, Tensor h0, Tensor c0, Tensor? peephole, "
+      "Tensor? rmask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
+      &lstm_forward);
+  m.def(
+      "lstm_backward(Tensor dout, Tensor dh_n, Tensor dc_n, Tensor w_hh, Tensor h0, Tensor c0, "
+      "Tensor? peephole, Tensor? rmask, Tensor out, Tensor cs, Tensor gates) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)",
+      &lstm_backward);
+  m.def(
+      "gru_forward(Tensor xproj, Tensor w_hh, Tensor h0, Tensor? b_hh, bool reset_after, "
+      "Tensor? rmask) -> (Tensor, Tensor, Tensor, Tensor)",
+      &gru_forward);
+  m.def(
+      "gru_backward(Tensor dout, Tensor dh_n, Tensor w_hh, Tensor h0, bool reset_after, "
+      "Tensor? rmask, Tensor out, Tensor gates, Tensor rh) -> (Tensor, Tensor, Tensor, Tensor)",
+      &gru_backward);
+  m.def(
+      "simple_rnn_forward(Tensor xproj, Tensor w_hh, Tensor h0, int activation, Tensor? rmask) "
+      "-> (Tensor, Tensor)",
+      &simple_rnn_forward);
+  m.def(
+      "simple_rnn_backward(Tensor dout, Tensor dh_n, Tensor w_hh, Tensor h0, int activation, "
+      "Tensor? rmask, Tensor out) -> (Tensor, Tensor, Tensor)",
+      &simple_rnn_backward);
+  m.def(
+      "ln_simple_rnn_forward(Tensor xproj, Tensor w_hh, Tensor h0, Tensor gamma, Tensor beta, "
+      "float eps, int activation, Tensor? rmask) -> (Tensor, Tensor, Tensor, Tensor)",
+      &ln_simple_rnn_forward);
+  m.def(
+      "ln_simple_rnn_backward(Tensor dout, Tensor dh_n, Tensor w_hh, Tensor h0, Tensor gamma, "
+      "int activation, Tensor? rmask, Tensor out, Tensor shat, Tensor rstd) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)",
+      &ln_simple_rnn_backward);
+}

@@ -1,0 +1,248 @@
+"""The compiled recurrences (`seqcast.layers._compiled`) against the float64 reference loops of
+`tests/reference/recurrences.py`: outputs and the gradient with respect to every input to
+1e-10, `gradcheck`, float32 against float64, recurrent-dropout masks, T=1 and batch 1."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from reference.recurrences import (
+    gru_reference,
+    ln_simple_rnn_reference,
+    lstm_reference,
+    simple_rnn_reference,
+)
+
+from seqcast.layers import _compiled
+
+pytestmark = pytest.mark.skipif(
+    not _compiled.available(),
+    reason="compiled recurrences unavailable (no C++ compiler or ninja, a failed build, "
+    "or SEQCAST_NO_COMPILE=1)",
+)
+
+D = torch.float64
+TOL = dict(rtol=0, atol=1e-10)
+
+
+# -- problems: (kernel, reference, arguments, indices of the differentiable arguments) ---------
+
+
+def _mask(batch: int, units: int, dtype=D) -> torch.Tensor:
+    keep = 0.7
+    return torch.bernoulli(torch.full((batch, units), keep, dtype=dtype)) / keep
+
+
+def _lstm(batch, steps, units, masked, peephole=True, dtype=D):
+    args = [
+        torch.randn(batch, steps, 4 * units, dtype=dtype),
+        torch.randn(4 * units, units, dtype=dtype) * units**-0.5,
+        torch.randn(batch, units, dtype=dtype),
+        torch.randn(batch, units, dtype=dtype),
+        torch.randn(3, units, dtype=dtype) if peephole else None,
+        _mask(batch, units, dtype) if masked else None,
+    ]
+    return _compiled.lstm_sequence, lstm_reference, args, [0, 1, 2, 3] + ([4] if peephole else [])
+
+
+def _gru(batch, steps, units, masked, reset_after=True, bias=True, dtype=D):
+    args = [
+        torch.randn(batch, steps, 3 * units, dtype=dtype),
+        torch.randn(3 * units, units, dtype=dtype) * units**-0.5,
+        torch.randn(batch, units, dtype=dtype),
+        torch.randn(3 * units, dtype=dtype) if bias else None,
+        reset_after,
+        _mask(batch, units, dtype) if masked else None,
+    ]
+    return _compiled.gru_sequence, gru_reference, args, [0, 1, 2] + ([3] if bias else [])
+
+
+def _rnn(batch, steps, units, masked, activation="tanh", dtype=D):
+    args = [
+        torch.randn(batch, steps, units, dtype=dtype),
+        torch.randn(units, units, dtype=dtype) * units**-0.5,
+        torch.randn(batch, units, dtype=dtype),
+        activation,
+        _mask(batch, units, dtype) if masked else None,
+    ]
+    return _compiled.simple_rnn_sequence, simple_rnn_reference, args, [0, 1, 2]
+
+
+def _ln_rnn(batch, steps, units, masked, activation="tanh", dtype=D):
+    args = [
+        torch.randn(batch, steps, units, dtype=dtype),
+        torch.randn(units, units, dtype=dtype) * units**-0.5,
+        torch.randn(batch, units, dtype=dtype),
+        1.0 + 0.3 * torch.randn(units, dtype=dtype),
+        0.3 * torch.randn(units, dtype=dtype),
+        1e-3,
+        activation,
+        _mask(batch, units, dtype) if masked else None,
+    ]
+    return _compiled.ln_simple_rnn_sequence, ln_simple_rnn_reference, args, [0, 1, 2, 3, 4]
+
+
+PROBLEMS = {
+    "lstm": _lstm,
+    "lstm_no_peephole": lambda *a, **k: _lstm(*a, peephole=False, **k),
+    "gru": _gru,
+    "gru_no_bias": lambda *a, **k: _gru(*a, bias=False, **k),
+    "gru_reset_before": lambda *a, **k: _gru(*a, reset_after=False, bias=False, **k),
+    "simple_rnn_tanh": _rnn,
+    "simple_rnn_relu": lambda *a, **k: _rnn(*a, activation="relu", **k),
+    "simple_rnn_sigmoid": lambda *a, **k: _rnn(*a, activation="sigmoid", **k),
+    "simple_rnn_linear": lambda *a, **k: _rnn(*a, activation="linear", **k),
+    "ln_simple_rnn_tanh": _ln_rnn,
+    "ln_simple_rnn_relu": lambda *a, **k: _ln_rnn(*a, activation="relu", **k),
+    "ln_simple_rnn_sigmoid": lambda *a, **k: _ln_rnn(*a, activation="sigmoid", **k),
+    "ln_simple_rnn_linear": lambda *a, **k: _ln_rnn(*a, activation="linear", **k),
+}
+
+
+def _leaves(args, diff):
+    return [
+        a.detach().clone().requires_grad_(i in diff) if isinstance(a, torch.Tensor) else a
+        for i, a in enumerate(args)
+    ]
+
+
+def _outputs_and_grads(fn, args, diff, weights=None):
+    """fn's outputs and d(sum_k <w_k, output_k>)/d(args[i]) for i in diff (random w_k)."""
+    leaves = _leaves(args, diff)
+    outputs = fn(*leaves)
+    if weights is None:
+        weights = [torch.randn_like(o) for o in outputs]
+    loss = sum((o * w).sum() for o, w in zip(outputs, weights, strict=True))
+    grads = torch.autograd.grad(loss, [leaves[i] for i in diff])
+    return [o.detach() for o in outputs], list(grads), weights
+
+
+# -- equality with the reference loops ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["no_mask", "mask"])
+@pytest.mark.parametrize(
+    "shape", [(4, 7, 5), (1, 6, 3), (3, 1, 4)], ids=["B4_T7_H5", "batch1", "T1"]
+)
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_matches_reference_float64(name, shape, masked):
+    kernel, reference, args, diff = PROBLEMS[name](*shape, masked)
+    got, got_grads, weights = _outputs_and_grads(kernel, args, diff)
+    want, want_grads, _ = _outputs_and_grads(reference, args, diff, weights)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape and g.dtype == D
+        torch.testing.assert_close(g, w, **TOL)
+    for i, g, w in zip(diff, got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w, **TOL, msg=lambda m, i=i: f"grad of argument {i}: {m}")
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_gradcheck(name):
+    kernel, _, args, diff = PROBLEMS[name](2, 3, 3, masked=True)
+    leaves = _leaves(args, diff)
+    assert torch.autograd.gradcheck(lambda *a: kernel(*a), leaves, eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["no_mask", "mask"])
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_float32_agrees_with_float64(name, masked):
+    kernel, _, args, diff = PROBLEMS[name](5, 20, 16, masked)
+    got64, grads64, weights = _outputs_and_grads(kernel, args, diff)
+    args32 = [a.float() if isinstance(a, torch.Tensor) else a for a in args]
+    got32, grads32, _ = _outputs_and_grads(kernel, args32, diff, [w.float() for w in weights])
+    for g32, g64 in zip(got32 + grads32, got64 + grads64, strict=True):
+        assert g32.dtype == torch.float32
+        scale = max(1.0, g64.abs().max().item())  # relu/linear RNNs grow: errors relative to it
+        torch.testing.assert_close(g32.double(), g64, rtol=0, atol=1e-5 * scale)
+
+
+# -- behaviour ----------------------------------------------------------------------------------
+
+
+def test_only_the_needed_gradients_are_returned():
+    x = torch.randn(2, 4, 12, dtype=D, requires_grad=True)
+    w = torch.randn(12, 3, dtype=D)
+    h0, c0 = torch.zeros(2, 3, dtype=D), torch.zeros(2, 3, dtype=D)
+    out, h, c = _compiled.lstm_sequence(x, w, h0, c0)
+    (out.sum() + c.sum()).backward()
+    assert x.grad is not None and w.grad is None and h0.grad is None
+
+
+def test_final_states_are_the_last_outputs_and_unused_outputs_need_no_gradient():
+    kernel, _, args, diff = PROBLEMS["gru"](3, 5, 4, masked=False)
+    leaves = _leaves(args, diff)
+    out, h = kernel(*leaves)
+    torch.testing.assert_close(h, out[:, -1], rtol=0, atol=0)
+    h.sum().backward()  # the gradient of `out` is never materialised by the caller
+    assert all(leaves[i].grad is not None for i in diff)
+
+
+def test_non_contiguous_inputs_are_accepted():
+    kernel, reference, args, _ = PROBLEMS["lstm"](3, 4, 5, masked=True)
+    xproj = args[0].transpose(0, 1).contiguous().transpose(0, 1)  # same values, other strides
+    assert not xproj.is_contiguous()
+    got = kernel(xproj, *args[1:])
+    want = reference(*args)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, **TOL)
+
+
+def test_unknown_activation_is_a_value_error():
+    kernel, _, args, _ = PROBLEMS["simple_rnn_tanh"](2, 3, 4, masked=False)
+    args[3] = "softmax"
+    with pytest.raises(ValueError, match="activation"):
+        kernel(*args)
+    _, _, args, _ = PROBLEMS["ln_simple_rnn_tanh"](2, 3, 4, masked=False)
+    with pytest.raises(ValueError, match="activation"):
+        _compiled.ln_simple_rnn_sequence(*args[:6], "elu")
+
+
+def test_gru_reset_before_takes_no_recurrent_bias():
+    _, _, args, _ = PROBLEMS["gru"](2, 3, 4, masked=False)
+    args[4] = False  # reset_after=False, with a b_hh given
+    with pytest.raises(RuntimeError, match="b_hh"):
+        _compiled.gru_sequence(*args)
+
+
+def test_mismatched_shapes_are_reported():
+    x = torch.randn(2, 3, 8)
+    with pytest.raises(RuntimeError, match="w_hh"):
+        _compiled.lstm_sequence(x, torch.randn(8, 3), torch.zeros(2, 2), torch.zeros(2, 2))
+    with pytest.raises(RuntimeError, match="h0"):
+        _compiled.lstm_sequence(x, torch.randn(8, 2), torch.zeros(3, 2), torch.zeros(3, 2))
+    with pytest.raises(RuntimeError, match="dtype"):
+        _compiled.simple_rnn_sequence(torch.randn(2, 3, 2), torch.randn(2, 2, dtype=D),
+                                      torch.zeros(2, 2))  # fmt: skip
+
+
+@pytest.mark.parametrize("batch, units", [(2, 3), (64, 128)], ids=["one_thread", "threads"])
+def test_float32_kernels_leave_denormals_as_they_found_them(batch, units):
+    # The kernels flush denormals to zero while they run (on every intra-op thread when they
+    # use several); afterwards other float32 work must see IEEE denormals again.
+    kernel, _, args, diff = PROBLEMS["gru"](batch, 3, units, masked=False, dtype=torch.float32)
+    leaves = _leaves(args, diff)
+    kernel(*leaves)[0].sum().backward()
+    tiny = torch.full((1 << 16,), 1e-39, dtype=torch.float32)  # a denormal float32
+    assert (tiny * 1.5 > 0).all()  # large enough to run on torch's intra-op threads
+    assert (tiny[:1] * 1.5).item() > 0
+
+
+def test_turned_off_by_environment_variable(monkeypatch):
+    monkeypatch.setenv("SEQCAST_NO_COMPILE", "1")
+    assert _compiled.available() is False
+    monkeypatch.delenv("SEQCAST_NO_COMPILE")
+    assert _compiled.available() is True
+    assert _compiled.available("cpu") is True
+    assert _compiled.available(torch.device("meta")) is False
+
+
+def test_a_failed_build_logs_once_and_reports_unavailable(monkeypatch, caplog):
+    monkeypatch.setattr(_compiled, "_built", None)
+    monkeypatch.setattr(_compiled, "_SOURCE", _compiled._SOURCE.with_name("missing.cpp"))
+    with caplog.at_level(logging.WARNING, logger=_compiled.__name__):
+        assert _compiled.available() is False
+        assert _compiled.available() is False
+    assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
