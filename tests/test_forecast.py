@@ -164,3 +164,17 @@ def test_misuse_is_reported(airline):
         quick().fit(with_gap)
     with pytest.raises(SeqcastError, match="needs a season length"):
         Forecaster("seasonal_naive", window=24, horizon=12).fit(airline)
+
+
+def test_covariates_from_a_long_frame_feed_the_model():
+    rng = np.random.default_rng(0)
+    n = 120
+    driver = rng.normal(size=n).cumsum()
+    frame = pd.DataFrame({"unique_id": "s", "ds": np.arange(n), "y": np.roll(driver, 1) * 2.0,
+                          "x": driver})
+    fc = Forecaster("gru", window=12, horizon=3, covariates=["x"], epochs=2, units=4).fit(frame)
+    assert fc.model_.input_shape[-1] == 2
+    assert len(fc.predict(frame)) == 3
+    with pytest.raises(SeqcastError, match="recursive strategy feeds predictions back"):
+        Forecaster("gru", window=12, horizon=3, covariates=["x"], strategy="recursive",
+                   epochs=1, units=4).fit(frame)

@@ -145,8 +145,11 @@ class Forecaster:
 
     def _frame(self, data: Any, load_options: dict[str, Any]) -> pd.DataFrame:
         if isinstance(data, pd.DataFrame) and {"unique_id", "ds", "y"} <= set(data.columns) and not load_options:
-            frame = frames.load_frame(data, time_col="ds", target="y", id_col="unique_id")
+            frame = frames.load_frame(data, time_col="ds", target="y", id_col="unique_id",
+                                      covariates=self._covariates or None)
         else:
+            if self._covariates and "covariates" not in load_options:
+                load_options = {**load_options, "covariates": self._covariates}
             frame = frames.load_frame(data, **load_options)
         missing = [c for c in self._covariates if c not in frame.columns]
         if missing:
