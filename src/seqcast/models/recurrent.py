@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from seqcast.layers import GRU, LSTM, RNN, Bidirectional, LayerNormSimpleRNNCell, SimpleRNN
 from seqcast.layers.base import Layer
+from seqcast.layers.scan import MinGRU, MinLSTM
 from seqcast.models.heads import dropout, head
 from seqcast.models.spec import ModelSpec, require_strategy
 from seqcast.sequential import Sequential
@@ -56,3 +57,13 @@ def bilstm(spec: ModelSpec) -> Sequential:
     return _stack(
         spec, lambda seq: Bidirectional(LSTM(spec.units, return_sequences=seq)), 2
     )
+
+
+def min_gru(spec: ModelSpec) -> Sequential:
+    """Two stacked minGRU layers (Feng et al. 2024), trained by the log-space parallel scan."""
+    return _stack(spec, lambda seq: MinGRU(spec.units, return_sequences=seq), 2)
+
+
+def min_lstm(spec: ModelSpec) -> Sequential:
+    """Two stacked minLSTM layers (Feng et al. 2024), trained by the log-space parallel scan."""
+    return _stack(spec, lambda seq: MinLSTM(spec.units, return_sequences=seq), 2)

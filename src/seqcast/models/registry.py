@@ -20,6 +20,8 @@ _BUILDERS: dict[str, Callable[[ModelSpec], Sequential]] = {
     "peephole_lstm": recurrent.peephole_lstm,
     "gru": recurrent.gru,
     "bilstm": recurrent.bilstm,
+    "min_gru": recurrent.min_gru,
+    "min_lstm": recurrent.min_lstm,
     "conv_gru": conv.conv_gru,
     "wavenet": conv.wavenet,
     "encoder_decoder": encoder_decoder.encoder_decoder,

@@ -1,0 +1,247 @@
+"""MinGRU / MinLSTM: the log-space scan against the sequential recurrence and a reference loop
+written from the paper's equations (float64, outputs and gradients), step-by-step inference,
+Keras semantics, parameter counts, errors and the registered models."""
+
+import numpy as np
+import pytest
+import torch
+
+from seqcast.errors import SeqcastError
+from seqcast.layers import Bidirectional, MinGRU, MinLSTM, deserialize, serialize
+from seqcast.layers.scan import g, log_g, log_space_scan
+from seqcast.models import ModelSpec, build_model
+from seqcast.sequential import Sequential
+
+D = torch.float64
+TOL = dict(rtol=1e-9, atol=1e-9)
+LAYERS = [MinGRU, MinLSTM]
+
+
+def _layer(cls, features=4, units=5, **kwargs):
+    """A built float64 layer with parameters large enough to use the whole range of the gates."""
+    layer = cls(units, **kwargs)
+    layer.build((None, None, features))
+    layer.to(D)
+    with torch.no_grad():
+        layer.weight.normal_(0.0, 1.0)
+        layer.bias.normal_(0.0, 1.0)
+    return layer
+
+
+def _reference(cls, x, weight, bias, h0):
+    """The equations of Feng et al. (2024), one step at a time (nothing from seqcast.layers)."""
+    units = weight.shape[0] // (2 if cls is MinGRU else 3)
+
+    def act(v):  # g: x + 0.5 for x >= 0, sigmoid(x) below
+        return torch.where(v >= 0, v + 0.5, 1.0 / (1.0 + torch.exp(-v)))
+
+    h = torch.zeros(x.shape[0], units, dtype=x.dtype) if h0 is None else h0
+    out = []
+    for t in range(x.shape[1]):
+        k = x[:, t] @ weight.T + bias
+        if cls is MinGRU:
+            z = 1.0 / (1.0 + torch.exp(-k[:, :units]))
+            h = (1 - z) * h + z * act(k[:, units:])
+        else:
+            f = 1.0 / (1.0 + torch.exp(-k[:, :units]))
+            i = 1.0 / (1.0 + torch.exp(-k[:, units : 2 * units]))
+            h = f / (f + i) * h + i / (f + i) * act(k[:, 2 * units :])
+        out.append(h)
+    return torch.stack(out, dim=1)
+
+
+def _outputs_and_grads(layer, x, h0, upstream, implementation):
+    layer.implementation = implementation
+    layer.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_()
+    h0 = None if h0 is None else h0.detach().clone().requires_grad_()
+    y = layer(x, h0)
+    (y * upstream).sum().backward()
+    grads = [x.grad, layer.weight.grad, layer.bias.grad] + ([] if h0 is None else [h0.grad])
+    return y.detach(), grads
+
+
+# -- the scan against the recurrence --------------------------------------------------------
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("steps", [1, 7, 300])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_scan_equals_sequential_and_reference(cls, steps, with_state):
+    torch.manual_seed(steps)
+    layer = _layer(cls, return_sequences=True)
+    x = torch.randn(3, steps, 4, dtype=D)
+    h0 = torch.rand(3, 5, dtype=D) + 0.1 if with_state else None
+    upstream = torch.randn(3, steps, 5, dtype=D)
+    y_scan, g_scan = _outputs_and_grads(layer, x, h0, upstream, "scan")
+    y_seq, g_seq = _outputs_and_grads(layer, x, h0, upstream, "sequential")
+    torch.testing.assert_close(y_scan, y_seq, **TOL)
+    for a, b in zip(g_scan, g_seq, strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+    ref = _reference(cls, x, layer.weight.detach(), layer.bias.detach(), h0)
+    torch.testing.assert_close(y_scan, ref, **TOL)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_gradcheck(cls):
+    layer = _layer(cls, features=3, units=4, return_sequences=True)
+    x = torch.randn(2, 6, 3, dtype=D, requires_grad=True)
+    h0 = torch.randn(2, 4, dtype=D, requires_grad=True)  # any real h0: it is added outside the log
+    assert torch.autograd.gradcheck(lambda x, h0: layer(x, h0), (x, h0))
+    log_a = -torch.rand(2, 5, 3, dtype=D, requires_grad=True) * 3
+    log_b = torch.randn(2, 5, 3, dtype=D, requires_grad=True)
+    assert torch.autograd.gradcheck(log_space_scan, (log_a, log_b))
+
+
+def test_g_and_log_g():
+    v = torch.linspace(-30, 30, 601, dtype=D)
+    expected = torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
+    torch.testing.assert_close(g(v), expected, rtol=0, atol=0)
+    exact_log = torch.where(v >= 0, torch.log(v.clamp(min=0) + 0.5), v - torch.log1p(v.exp()))
+    torch.testing.assert_close(log_g(v), exact_log, rtol=1e-14, atol=1e-14)
+    assert log_g(torch.tensor(-200.0, dtype=D)).item() == -200.0  # log(sigmoid) would be -inf
+    assert g(torch.tensor(0.0)).item() == 0.5  # continuous at 0
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_saturated_gates_stay_finite(cls):
+    for bias in (30.0, -30.0):  # a* reaches about -60,000 or log b about -30 per step
+        layer = _layer(cls, features=2, units=3, return_sequences=True)
+        with torch.no_grad():
+            layer.bias.fill_(bias)
+        x = torch.randn(2, 2000, 2, dtype=D, requires_grad=True)
+        y = layer(x)
+        y.sum().backward()
+        assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
+        layer.implementation = "sequential"
+        torch.testing.assert_close(y, layer(x), **TOL)
+
+
+def test_float32_scan_keeps_precision_on_long_sequences():
+    layer = _layer(MinGRU, features=1, units=4, return_sequences=True)
+    x = torch.randn(2, 4096, 1, dtype=D)
+    ref = layer(x)
+    y32 = layer.float()(x.float())
+    assert y32.dtype == torch.float32
+    assert ((y32.double() - ref).abs() / ref.abs()).max() < 1e-5  # ~3e-4 with a float32 scan
+
+
+# -- step-by-step inference -----------------------------------------------------------------
+@pytest.mark.parametrize("cls", LAYERS)
+def test_step_by_step_equals_whole_sequence(cls):
+    layer = _layer(cls, return_sequences=True)
+    x = torch.randn(2, 9, 4, dtype=D)
+    h0 = torch.rand(2, 5, dtype=D)
+    for start in (None, h0):
+        h, states = start, []
+        for t in range(x.shape[1]):
+            h = layer.step(x[:, t], h)
+            states.append(h)
+        torch.testing.assert_close(torch.stack(states, 1), layer(x, start), **TOL)
+
+
+def test_step_builds_an_unbuilt_layer_and_checks_shapes():
+    layer = MinGRU(3)
+    h = layer.step(torch.randn(2, 4))
+    assert layer.built and h.shape == (2, 3) and layer.count_params() == 2 * (4 * 3 + 3)
+    with pytest.raises(SeqcastError, match=r"step input of shape \(batch, features\)"):
+        layer.step(torch.randn(2, 1, 4))
+    with pytest.raises(SeqcastError, match="expected 4 input features"):
+        layer.step(torch.randn(2, 5))
+    with pytest.raises(SeqcastError, match=r"expected a state of shape \(2, 3\), got \(2, 4\)"):
+        layer.step(torch.randn(2, 4), torch.zeros(2, 4))
+
+
+# -- Keras semantics ------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", LAYERS)
+def test_return_sequences_and_state(cls):
+    x = torch.randn(3, 8, 2)
+    seq, h = cls(4, return_sequences=True, return_state=True)(x)
+    assert seq.shape == (3, 8, 4) and h.shape == (3, 4)
+    assert torch.equal(seq[:, -1], h)
+    last, h = cls(4, return_state=True)(x)
+    assert torch.equal(last, h)
+    layer = cls(4)
+    assert layer(x).shape == (3, 4)
+    assert layer.compute_output_shape((None, None, 2)) == (None, 4)
+    assert cls(4, return_sequences=True).compute_output_shape((None, 8, 2)) == (None, 8, 4)
+    initial = torch.rand(3, 4)
+    torch.testing.assert_close(layer(x, [initial]), layer(x, initial))  # list or tensor
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_go_backwards_reads_the_input_reversed(cls):
+    forward = _layer(cls, return_sequences=True)
+    backward = cls(5, return_sequences=True, go_backwards=True)
+    backward(torch.zeros(1, 1, 4, dtype=D))
+    backward.load_state_dict(forward.state_dict())
+    x = torch.randn(2, 6, 4, dtype=D)
+    # Keras: the output sequence comes in the reversed (reading) order
+    torch.testing.assert_close(backward(x), forward(x.flip(1)), rtol=0, atol=0)
+    assert not torch.allclose(backward(x), forward(x))
+
+
+def test_bidirectional_wraps_min_gru():
+    layer = Bidirectional(MinGRU(4, return_sequences=True))
+    assert layer(torch.randn(2, 7, 3)).shape == (2, 7, 8)
+    assert layer.count_params() == 2 * 2 * (3 * 4 + 4)
+
+
+def test_parameter_counts():
+    def count(layer, features):
+        return Sequential([layer], input_shape=(None, features)).count_params()
+
+    assert count(MinGRU(20), 1) == 80  # 2(F*H + H)
+    assert count(MinLSTM(20), 1) == 120  # 3(F*H + H)
+    assert count(MinGRU(13), 7) == 2 * (7 * 13 + 13)
+    assert count(MinLSTM(13), 7) == 3 * (7 * 13 + 13)
+
+
+def test_config_round_trip_and_repr():
+    layer = MinLSTM(6, return_sequences=True, go_backwards=True, implementation="sequential")
+    x = torch.randn(2, 5, 3)
+    layer(x)
+    spec = serialize(layer)
+    assert spec["config"] == {
+        "units": 6, "return_sequences": True, "return_state": False, "go_backwards": True,
+        "implementation": "sequential",
+    }  # fmt: skip
+    twin = deserialize(spec)
+    twin.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(twin(x), layer(x))
+    text = repr(layer)
+    assert "units=6" in text and "go_backwards=True" in text and "'sequential'" in text
+    assert repr(MinGRU(3)) == "MinGRU(units=3)"
+
+
+# -- errors ---------------------------------------------------------------------------------
+def test_bad_arguments_and_inputs():
+    with pytest.raises(SeqcastError, match="`units` must be a positive integer, got 0"):
+        MinGRU(0)
+    with pytest.raises(SeqcastError, match="unknown implementation 'loop'; expected one of"):
+        MinLSTM(3, implementation="loop")
+    layer = MinGRU(3)
+    with pytest.raises(SeqcastError, match="unknown implementation 'fast'"):
+        layer.implementation = "fast"
+    with pytest.raises(SeqcastError, match=r"expected input of shape \(batch, time, features\)"):
+        layer(torch.randn(2, 5))
+    with pytest.raises(SeqcastError, match="time axis is empty"):
+        layer(torch.randn(2, 0, 1))
+    layer(torch.randn(2, 5, 1))
+    with pytest.raises(SeqcastError, match="expected 1 input features .* got 2"):
+        layer(torch.randn(2, 5, 2))
+    with pytest.raises(SeqcastError, match=r"expected a state of shape \(2, 3\)"):
+        layer(torch.randn(2, 5, 1), torch.zeros(3, 3))
+    with pytest.raises(SeqcastError, match="expected one initial state tensor"):
+        layer(torch.randn(2, 5, 1), [torch.zeros(2, 3), torch.zeros(2, 3)])
+
+
+# -- the registered models ------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["min_gru", "min_lstm"])
+def test_registered_model_forecasts_and_fits(name):
+    model = build_model(name, ModelSpec(window=24, horizon=6))
+    assert model(torch.randn(4, 24, 1)).shape == (4, 6)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 24, 1)).astype(np.float32)
+    y = rng.normal(size=(32, 6)).astype(np.float32)
+    history = model.fit(x, y, epochs=1, batch_size=16, seed=0, verbose=False)
+    assert np.isfinite(history.history["loss"]).all()
+    assert model.predict(x).shape == (32, 6)
