@@ -20,9 +20,15 @@ import torch
 from torch import nn
 
 from seqcast.layers import (
-    GRU, LSTM, RNN, LayerNormGRUCell, LayerNormLSTMCell, LayerNormSimpleRNNCell, SimpleRNN,
+    GRU,
+    LSTM,
+    RNN,
+    LayerNormGRUCell,
+    LayerNormLSTMCell,
+    LayerNormSimpleRNNCell,
+    SimpleRNN,
+    _compiled,
 )
-from seqcast.layers import _compiled
 
 SIZES = {"small": (32, 50, 1, 20), "large": (64, 500, 32, 128)}
 
@@ -31,7 +37,10 @@ LAYERS = {
     "LSTM": (lambda u: LSTM(u, return_sequences=True), "nn.LSTM"),
     "LSTM(peephole)": (lambda u: LSTM(u, peephole=True, return_sequences=True), "nn.LSTM"),
     "GRU": (lambda u: GRU(u, return_sequences=True), "nn.GRU"),
-    "GRU(reset_after=False)": (lambda u: GRU(u, reset_after=False, return_sequences=True), "nn.GRU"),
+    "GRU(reset_after=False)": (
+        lambda u: GRU(u, reset_after=False, return_sequences=True),
+        "nn.GRU",
+    ),
     "LNSimpleRNN": (lambda u: RNN(LayerNormSimpleRNNCell(u), return_sequences=True), "nn.LSTM"),
     "LNLSTM": (lambda u: RNN(LayerNormLSTMCell(u), return_sequences=True), "nn.LSTM"),
     "LNGRU": (lambda u: RNN(LayerNormGRUCell(u), return_sequences=True), "nn.GRU"),
@@ -58,7 +67,10 @@ def time_fwd_bwd(module: nn.Module, x: torch.Tensor, repeats: int) -> float:
 def _has_kernel(layer, x: torch.Tensor) -> bool:
     cell = layer.cell
     z = cell.project_inputs(x[:1, :1])
-    states = [x.new_zeros(1, s) for s in (cell.state_size if isinstance(cell.state_size, tuple) else (cell.state_size,))]
+    states = [
+        x.new_zeros(1, s)
+        for s in (cell.state_size if isinstance(cell.state_size, tuple) else (cell.state_size,))
+    ]
     return _compiled.available() and cell.run_compiled(z, states, None) is not None
 
 
@@ -69,8 +81,10 @@ def run(repeats: int, sizes: list[str]) -> list[dict]:
         batch, steps, features, units = SIZES[size]
         x = torch.randn(batch, steps, features)
         reps = repeats if size == "small" else max(3, repeats // 6)
-        torch_ms = {name: time_fwd_bwd(cls(features, units, batch_first=True), x, reps)
-                    for name, cls in TORCH.items()}
+        torch_ms = {
+            name: time_fwd_bwd(cls(features, units, batch_first=True), x, reps)
+            for name, cls in TORCH.items()
+        }
         for name, (make, reference) in LAYERS.items():
             layer = make(units)
             layer(x)  # build
@@ -83,11 +97,17 @@ def run(repeats: int, sizes: list[str]) -> list[dict]:
                     ms = time_fwd_bwd(layer, x, reps if path != "loop" else max(3, reps // 3))
                 except Exception:  # noqa: BLE001 - a path this configuration cannot take
                     continue
-                rows.append({
-                    "size": size, "layer": name, "implementation": path, "ms": round(ms, 3),
-                    "reference": reference, "reference_ms": round(torch_ms[reference], 3),
-                    "ratio_to_reference": round(ms / torch_ms[reference], 2),
-                })
+                rows.append(
+                    {
+                        "size": size,
+                        "layer": name,
+                        "implementation": path,
+                        "ms": round(ms, 3),
+                        "reference": reference,
+                        "reference_ms": round(torch_ms[reference], 3),
+                        "ratio_to_reference": round(ms / torch_ms[reference], 2),
+                    }
+                )
             layer.implementation = "auto"
     return rows
 
@@ -101,8 +121,12 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     rows = run(args.repeats, args.sizes.split(","))
     report = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "compiled_kernels": _compiled.available()},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "compiled_kernels": _compiled.available(),
+        },
         "unit": "ms, forward+backward, median",
         "results": rows,
     }
@@ -115,8 +139,10 @@ def main() -> None:
     print(f"\n{'size':6} {'layer':24} {'path':9} {'ms':>9}  {'torch.nn ref':>16}  ratio")
     for r in rows:
         ref = f"{r['reference']} {r['reference_ms']:.2f}"
-        print(f"{r['size']:6} {r['layer']:24} {r['implementation']:9} {r['ms']:9.2f}  {ref:>16}  "
-              f"{r['ratio_to_reference']:.2f}x")
+        print(
+            f"{r['size']:6} {r['layer']:24} {r['implementation']:9} {r['ms']:9.2f}  {ref:>16}  "
+            f"{r['ratio_to_reference']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -66,10 +66,15 @@ def test_save_load_predict_gives_identical_numbers(airline, tmp_path):
     before = fc.predict(intervals=[80, 95])
     fc.save(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "config.json", "model.safetensors", "scaler.json"]
+        "config.json",
+        "model.safetensors",
+        "scaler.json",
+    ]
     loaded = Forecaster.load(tmp_path / "m")
     pd.testing.assert_frame_equal(loaded.predict(intervals=[80, 95]), before)
-    pd.testing.assert_frame_equal(loaded.predict(airline.iloc[:100]), fc.predict(airline.iloc[:100]))
+    pd.testing.assert_frame_equal(
+        loaded.predict(airline.iloc[:100]), fc.predict(airline.iloc[:100])
+    )
 
 
 def test_custom_sequential_round_trips(airline, tmp_path):
@@ -113,7 +118,8 @@ def test_backtest_rolls_the_origin_without_refitting(airline):
     result = fc.backtest(airline, windows=3, step=6)
     assert len(result) == 3 * 12 and result["y"].notna().all()
     assert sorted(result["cutoff"].unique()) == list(
-        pd.to_datetime(["1958-12-01", "1959-06-01", "1959-12-01"]))
+        pd.to_datetime(["1958-12-01", "1959-06-01", "1959-12-01"])
+    )
     last = result[result["cutoff"] == pd.Timestamp("1959-12-01")]
     np.testing.assert_allclose(last["y"], airline["y"].iloc[-12:])
     assert all(torch.equal(a, b) for a, b in zip(weights, fc.model_.parameters(), strict=True))
@@ -170,11 +176,13 @@ def test_covariates_from_a_long_frame_feed_the_model():
     rng = np.random.default_rng(0)
     n = 120
     driver = rng.normal(size=n).cumsum()
-    frame = pd.DataFrame({"unique_id": "s", "ds": np.arange(n), "y": np.roll(driver, 1) * 2.0,
-                          "x": driver})
+    frame = pd.DataFrame(
+        {"unique_id": "s", "ds": np.arange(n), "y": np.roll(driver, 1) * 2.0, "x": driver}
+    )
     fc = Forecaster("gru", window=12, horizon=3, covariates=["x"], epochs=2, units=4).fit(frame)
     assert fc.model_.input_shape[-1] == 2
     assert len(fc.predict(frame)) == 3
     with pytest.raises(SeqcastError, match="recursive strategy feeds predictions back"):
-        Forecaster("gru", window=12, horizon=3, covariates=["x"], strategy="recursive",
-                   epochs=1, units=4).fit(frame)
+        Forecaster(
+            "gru", window=12, horizon=3, covariates=["x"], strategy="recursive", epochs=1, units=4
+        ).fit(frame)

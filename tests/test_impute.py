@@ -144,8 +144,11 @@ def test_errors(data, kwargs, words):
 
 def test_error_names_the_bad_series():
     frame = pd.DataFrame(
-        {"unique_id": ["ok"] * 5 + ["empty"] * 4, "ds": list(range(5)) + list(range(4)),
-         "y": [1.0, 2, 3, 4, 5] + [np.nan] * 4}
+        {
+            "unique_id": ["ok"] * 5 + ["empty"] * 4,
+            "ds": list(range(5)) + list(range(4)),
+            "y": [1.0, 2, 3, 4, 5] + [np.nan] * 4,
+        }
     )
     with pytest.raises(SeqcastError, match="'empty'"):
         impute(frame, epochs=1)

@@ -5,8 +5,17 @@ import torch
 
 from seqcast.errors import SeqcastError
 from seqcast.layers import (
-    GRU, LSTM, RNN, Bidirectional, Conv1D, Dense, Flatten, LayerNormSimpleRNNCell, SimpleRNN,
-    TimeDistributed, WaveNet,
+    GRU,
+    LSTM,
+    RNN,
+    Bidirectional,
+    Conv1D,
+    Dense,
+    Flatten,
+    LayerNormSimpleRNNCell,
+    SimpleRNN,
+    TimeDistributed,
+    WaveNet,
 )
 from seqcast.sequential import Sequential
 
@@ -22,22 +31,32 @@ def test_the_notes_models_have_keras_parameter_counts():
     assert [r.params for r in bi.summary(print_fn=None).rows] == [724_800, 2_162_400]
     assert seq(LSTM(300)).count_params() == 362_400
     assert seq(GRU(20)).count_params() == 1_380
-    lstm_s2s = seq(LSTM(20, return_sequences=True), LSTM(20, return_sequences=True),
-                   TimeDistributed(Dense(10)))
+    lstm_s2s = seq(
+        LSTM(20, return_sequences=True), LSTM(20, return_sequences=True), TimeDistributed(Dense(10))
+    )
     assert lstm_s2s.count_params() == 5_250
     wavenet = seq(WaveNet(20, kernel_size=2, dilation_rates=(1, 2, 4, 8) * 2), Conv1D(10, 1))
     assert wavenet.count_params() == 6_010
-    conv_gru = seq(Conv1D(20, 4, strides=2), GRU(20, return_sequences=True),
-                   GRU(20, return_sequences=True), TimeDistributed(Dense(10)))
+    conv_gru = seq(
+        Conv1D(20, 4, strides=2),
+        GRU(20, return_sequences=True),
+        GRU(20, return_sequences=True),
+        TimeDistributed(Dense(10)),
+    )
     assert conv_gru.count_params() == 5_350
-    ln = seq(RNN(LayerNormSimpleRNNCell(20), return_sequences=True),
-             RNN(LayerNormSimpleRNNCell(20), return_sequences=True), TimeDistributed(Dense(10)))
+    ln = seq(
+        RNN(LayerNormSimpleRNNCell(20), return_sequences=True),
+        RNN(LayerNormSimpleRNNCell(20), return_sequences=True),
+        TimeDistributed(Dense(10)),
+    )
     assert ln.count_params() == 480 + 860 + 210
 
 
 def test_summary_table_lists_layers_shapes_and_counts():
     lines = []
-    summary = seq(LSTM(20, return_sequences=True), LSTM(20), Dense(1)).summary(print_fn=lines.append)
+    summary = seq(LSTM(20, return_sequences=True), LSTM(20), Dense(1)).summary(
+        print_fn=lines.append
+    )
     text = lines[0]
     assert str(summary) == text
     assert "lstm (LSTM)" in text and "lstm_1 (LSTM)" in text and "dense (Dense)" in text
@@ -67,8 +86,12 @@ def test_sequential_rejects_return_state_and_plain_modules():
 
 
 def test_config_round_trip_rebuilds_the_same_architecture():
-    model = seq(Conv1D(8, 4, strides=2), Bidirectional(GRU(5, return_sequences=True)),
-                RNN(LayerNormSimpleRNNCell(4), return_sequences=True), TimeDistributed(Dense(2)))
+    model = seq(
+        Conv1D(8, 4, strides=2),
+        Bidirectional(GRU(5, return_sequences=True)),
+        RNN(LayerNormSimpleRNNCell(4), return_sequences=True),
+        TimeDistributed(Dense(2)),
+    )
     clone = Sequential.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     clone.load_state_dict(model.state_dict())

@@ -26,8 +26,9 @@ def linear_model(steps=10):
 def test_history_has_per_epoch_losses_and_metrics():
     x, y = data()
     model = linear_model()
-    history = model.fit(x, y, epochs=3, validation_data=data(64, seed=1), metrics=["mae"],
-                        seed=0, verbose=False)
+    history = model.fit(
+        x, y, epochs=3, validation_data=data(64, seed=1), metrics=["mae"], seed=0, verbose=False
+    )
     assert set(history.history) == {"loss", "mae", "val_loss", "val_mae"}
     assert all(len(v) == 3 for v in history.history.values())
     assert history.history["loss"][-1] < history.history["loss"][0]
@@ -54,8 +55,17 @@ def test_clip_norm_bounds_each_update():
     y = y * 1000  # huge gradients
     model = linear_model()
     before = torch.cat([p.detach().flatten() for p in model.parameters()])
-    model.fit(x, y, epochs=1, batch_size=32, optimizer="sgd", lr=1.0, clip_norm=1e-3,
-              seed=0, verbose=False)
+    model.fit(
+        x,
+        y,
+        epochs=1,
+        batch_size=32,
+        optimizer="sgd",
+        lr=1.0,
+        clip_norm=1e-3,
+        seed=0,
+        verbose=False,
+    )
     after = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert float((after - before).norm()) <= 1e-3 + 1e-6
 
@@ -64,8 +74,17 @@ def test_clip_value_bounds_each_coordinate():
     x, y = data(32)
     model = linear_model()
     before = torch.cat([p.detach().flatten() for p in model.parameters()])
-    model.fit(x, y * 1000, epochs=1, batch_size=32, optimizer="sgd", lr=1.0, clip_value=1e-4,
-              seed=0, verbose=False)
+    model.fit(
+        x,
+        y * 1000,
+        epochs=1,
+        batch_size=32,
+        optimizer="sgd",
+        lr=1.0,
+        clip_value=1e-4,
+        seed=0,
+        verbose=False,
+    )
     after = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert float((after - before).abs().max()) <= 1e-4 + 1e-6  # float32 rounding of p - lr*g
 
@@ -75,8 +94,9 @@ def test_early_stopping_stops_and_restores_the_best_epoch():
     xv, yv = data(64, seed=2)
     model = linear_model()
     # validation targets the opposite of training ones: val_loss rises as training fits
-    history = model.fit(x, y, epochs=30, validation_data=(xv, -yv), early_stopping=2,
-                        lr=0.05, seed=0, verbose=False)
+    history = model.fit(
+        x, y, epochs=30, validation_data=(xv, -yv), early_stopping=2, lr=0.05, seed=0, verbose=False
+    )
     assert history.epochs < 30
     best = min(history.history["val_loss"])
     assert model.evaluate(xv, -yv)["loss"] == pytest.approx(best, rel=1e-5)

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
+from typer.exceptions import TyperException
 
 from seqcast.errors import SeqcastError
 
@@ -33,7 +33,9 @@ out = Console()
 if not out.is_terminal:  # pipes and CI logs: wide enough that leaderboard columns stay whole
     out = Console(width=140)
 
-Data = Annotated[str, typer.Argument(help="CSV or Parquet file (long, or two columns: time, value)")]
+Data = Annotated[
+    str, typer.Argument(help="CSV or Parquet file (long, or two columns: time, value)")
+]
 TimeCol = Annotated[str | None, typer.Option("--time-col", help="time column (auto-detected)")]
 Target = Annotated[str | None, typer.Option("--target", help="value column (auto-detected)")]
 IdCol = Annotated[str | None, typer.Option("--id-col", help="series id column, for many series")]
@@ -80,39 +82,78 @@ def _positive(name: str, value: int | None) -> None:
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="where the results go")] = Path("seqcast-demo"),
+    out_dir: Annotated[Path, typer.Option("--out", help="where the results go")] = Path(
+        "seqcast-demo"
+    ),
     epochs: Annotated[int, typer.Option(help="training epochs per model")] = 150,
     quiet: Quiet = False,
 ) -> None:
     """Airline passengers, last 12 months held out: baselines vs RNN/CNN models."""
     from seqcast.data.datasets import airline_passengers
 
-    _compare(airline_passengers(), 12, 12, "linear,deep_rnn,ln_rnn,lstm,peephole_lstm,gru,conv_gru,wavenet",
-             24, epochs, 0, out_dir, quiet, {}, title="Airline passengers, 1960 held out")
+    _compare(
+        airline_passengers(),
+        12,
+        12,
+        "linear,deep_rnn,ln_rnn,lstm,peephole_lstm,gru,conv_gru,wavenet",
+        24,
+        epochs,
+        0,
+        out_dir,
+        quiet,
+        {},
+        title="Airline passengers, 1960 held out",
+    )
 
 
 @app.command()
 def compare(
     data: Data,
     horizon: Annotated[int, typer.Option(help="points held out and forecast")],
-    out_dir: Annotated[Path, typer.Option("--out", help="folder for leaderboard.csv and forecast.png")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="folder for leaderboard.csv and forecast.png")
+    ],
     season: Annotated[int | None, typer.Option(help="season length (12 for monthly)")] = None,
     models: Annotated[str | None, typer.Option(help="comma-separated model names")] = None,
     window: Annotated[int | None, typer.Option(help="input window (default 2 seasons)")] = None,
     epochs: Annotated[int, typer.Option()] = 100,
     seed: Annotated[int, typer.Option()] = 0,
-    time_col: TimeCol = None, target: Target = None, id_col: IdCol = None, quiet: Quiet = False,
+    time_col: TimeCol = None,
+    target: Target = None,
+    id_col: IdCol = None,
+    quiet: Quiet = False,
 ) -> None:
     """Leaderboard of models (baselines always included) on the last HORIZON points."""
     _positive("horizon", horizon)
     _positive("season", season)
     _positive("window", window)
-    _compare(data, horizon, season, models, window, epochs, seed, out_dir, quiet,
-             _load_options(time_col, target, id_col))
+    _compare(
+        data,
+        horizon,
+        season,
+        models,
+        window,
+        epochs,
+        seed,
+        out_dir,
+        quiet,
+        _load_options(time_col, target, id_col),
+    )
 
 
-def _compare(data, horizon, season, models, window, epochs, seed, out_dir, quiet, load_options,
-             title: str | None = None) -> None:
+def _compare(
+    data,
+    horizon,
+    season,
+    models,
+    window,
+    epochs,
+    seed,
+    out_dir,
+    quiet,
+    load_options,
+    title: str | None = None,
+) -> None:
     from seqcast import compare as comparing
     from seqcast import plots
 
@@ -123,15 +164,27 @@ def _compare(data, horizon, season, models, window, epochs, seed, out_dir, quiet
             out.print(f"  {name:<15} mase {row['mase']:.3f}   {row['fit_seconds']:.1f} s")
 
     started = time.perf_counter()
-    result = comparing.compare(data, horizon, season, models, window, on_model=report,
-                               load_options=load_options, epochs=epochs, seed=seed)
+    result = comparing.compare(
+        data,
+        horizon,
+        season,
+        models,
+        window,
+        on_model=report,
+        load_options=load_options,
+        epochs=epochs,
+        seed=seed,
+    )
     board = result.leaderboard
     staging = _staged(out_dir)
     try:
         board.to_csv(staging / "leaderboard.csv", index=False, float_format="%.6g")
         best = result.best
         fig = plots.plot_forecast(
-            result.train, result.forecasts[best], truth=result.test, levels=[80],
+            result.train,
+            result.forecasts[best],
+            truth=result.test,
+            levels=[80],
             title=f"{title or 'Forecast'}: {best} (MASE {board['mase'].iloc[0]:.3f})",
         )
         _add_baseline(fig, result, board)
@@ -142,8 +195,10 @@ def _compare(data, horizon, season, models, window, epochs, seed, out_dir, quiet
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     out.print(_table(board, title=title or "Leaderboard (sorted by MASE)"))
-    out.print(f"best: {best}; wrote {out_dir}/leaderboard.csv, forecast.png, leaderboard.png, "
-              f"best_model/ in {time.perf_counter() - started:.0f} s")
+    out.print(
+        f"best: {best}; wrote {out_dir}/leaderboard.csv, forecast.png, leaderboard.png, "
+        f"best_model/ in {time.perf_counter() - started:.0f} s"
+    )
 
 
 def _add_baseline(fig, result, board) -> None:
@@ -174,40 +229,67 @@ def fit(
     season: Annotated[int | None, typer.Option()] = None,
     units: Annotated[int, typer.Option()] = 20,
     dropout: Annotated[float, typer.Option()] = 0.0,
-    time_col: TimeCol = None, target: Target = None, id_col: IdCol = None, quiet: Quiet = False,
+    time_col: TimeCol = None,
+    target: Target = None,
+    id_col: IdCol = None,
+    quiet: Quiet = False,
 ) -> None:
     """Train one model and save it as a directory (config.json + model.safetensors)."""
     from seqcast.forecast import Forecaster
 
-    for name, value in (("window", window), ("horizon", horizon), ("epochs", epochs),
-                        ("batch-size", batch_size), ("season", season), ("units", units)):
+    for name, value in (
+        ("window", window),
+        ("horizon", horizon),
+        ("epochs", epochs),
+        ("batch-size", batch_size),
+        ("season", season),
+        ("units", units),
+    ):
         _positive(name, value)
-    fc = Forecaster(model, window=window, horizon=horizon, strategy=strategy, season=season,
-                    units=units, dropout=dropout, epochs=epochs, seed=seed, lr=lr,
-                    batch_size=batch_size, progress=not quiet)
+    fc = Forecaster(
+        model,
+        window=window,
+        horizon=horizon,
+        strategy=strategy,
+        season=season,
+        units=units,
+        dropout=dropout,
+        epochs=epochs,
+        seed=seed,
+        lr=lr,
+        batch_size=batch_size,
+        progress=not quiet,
+    )
     fc.fit(data, **_load_options(time_col, target, id_col))
     fc.save(out_dir)
     loss = fc.history_.history.get("loss", [float("nan")])[-1] if fc.history_ else float("nan")
-    out.print(f"fitted {model} in {fc.fit_seconds_:.1f} s (final training loss {loss:.4g}); "
-              f"saved to {out_dir}")
+    out.print(
+        f"fitted {model} in {fc.fit_seconds_:.1f} s (final training loss {loss:.4g}); "
+        f"saved to {out_dir}"
+    )
 
 
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="directory written by `seqcast fit`")],
-    data: Annotated[str | None, typer.Argument(help="history to forecast from (default: training data)")] = None,
+    data: Annotated[
+        str | None, typer.Argument(help="history to forecast from (default: training data)")
+    ] = None,
     horizon: Annotated[int | None, typer.Option()] = None,
     intervals: Annotated[str | None, typer.Option(help="levels, e.g. 80,95")] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="CSV to write")] = None,
-    time_col: TimeCol = None, target: Target = None, id_col: IdCol = None,
+    time_col: TimeCol = None,
+    target: Target = None,
+    id_col: IdCol = None,
 ) -> None:
     """Forecast after the end of each series; print it, or write it with --out."""
     from seqcast.forecast import Forecaster
 
     _positive("horizon", horizon)
     fc = Forecaster.load(model_dir)
-    forecast = fc.predict(data, horizon=horizon, intervals=intervals,
-                          **_load_options(time_col, target, id_col))
+    forecast = fc.predict(
+        data, horizon=horizon, intervals=intervals, **_load_options(time_col, target, id_col)
+    )
     if out_file is None:
         out.print(_table(forecast, digits=2))
         return
@@ -222,7 +304,9 @@ def predict(
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="directory written by `seqcast fit`")],
     data: Data,
-    time_col: TimeCol = None, target: Target = None, id_col: IdCol = None,
+    time_col: TimeCol = None,
+    target: Target = None,
+    id_col: IdCol = None,
 ) -> None:
     """Metrics on the last HORIZON points of each series (forecast from the points before)."""
     import pandas as pd
@@ -235,13 +319,17 @@ def evaluate(
 
 
 @app.command()
-def summary(model_dir: Annotated[Path, typer.Argument(help="directory written by `seqcast fit`")]) -> None:
+def summary(
+    model_dir: Annotated[Path, typer.Argument(help="directory written by `seqcast fit`")],
+) -> None:
     """The model's layers, output shapes and parameter counts."""
     from seqcast.forecast import Forecaster
 
     fc = Forecaster.load(model_dir)
     s = fc.model_.summary(print_fn=None)
-    table = Table(title=f"{fc.model_name} ({fc.strategy_}, window {fc.window}, horizon {fc.horizon})")
+    table = Table(
+        title=f"{fc.model_name} ({fc.strategy_}, window {fc.window}, horizon {fc.horizon})"
+    )
     for col, justify in (("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right")):
         table.add_column(col, justify=justify)
     for r in s.rows:

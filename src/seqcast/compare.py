@@ -40,7 +40,11 @@ class Comparison:
 
 
 def parse_models(models: str | Sequence[str] | None) -> list[str]:
-    names = [m.strip() for m in models.split(",")] if isinstance(models, str) else list(models or DEFAULT_MODELS)
+    names = (
+        [m.strip() for m in models.split(",")]
+        if isinstance(models, str)
+        else list(models or DEFAULT_MODELS)
+    )
     names = [n for n in names if n]
     known = list_models()
     unknown = [n for n in names if n not in known]
@@ -75,7 +79,11 @@ def compare(
         fc = Forecaster(name, window=window, horizon=horizon, season=season, **forecaster_options)
         fc.fit(train)
         pred = fc.predict(intervals=[80])
-        row = {"model": name, **score(pred, test, train, season, 80), "fit_seconds": fc.fit_seconds_}
+        row = {
+            "model": name,
+            **score(pred, test, train, season, 80),
+            "fit_seconds": fc.fit_seconds_,
+        }
         rows.append(row)
         forecasts[name], fitted[name] = pred, fc
         if on_model is not None:
@@ -87,4 +95,6 @@ def compare(
 
 def beats(board: pd.DataFrame, model: str, baseline: str = "seasonal_naive") -> bool:
     by = board.set_index("model")["mase"]
-    return bool(model in by and baseline in by and by[model] < by[baseline] and np.isfinite(by[model]))
+    return bool(
+        model in by and baseline in by and by[model] < by[baseline] and np.isfinite(by[model])
+    )

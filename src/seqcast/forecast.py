@@ -125,7 +125,9 @@ class Forecaster:
         self.model_.eval()
         self._calibrate(scaled, frame)
         self.freq_ = frames.infer_freq(frame)
-        self.context_ = frame.groupby("unique_id", sort=False).tail(spec.window).reset_index(drop=True)
+        self.context_ = (
+            frame.groupby("unique_id", sort=False).tail(spec.window).reset_index(drop=True)
+        )
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
@@ -136,7 +138,8 @@ class Forecaster:
             raise SeqcastError(f"`validation_size` must be in [0, 1), got {self.validation_size!r}")
         if not isinstance(self.model, (str, Sequential)):
             raise SeqcastError(
-                f"`model` must be a model name or a seqcast Sequential, got {type(self.model).__name__}"
+                "`model` must be a model name or a seqcast Sequential, "
+                f"got {type(self.model).__name__}"
             )
 
     @property
@@ -144,9 +147,18 @@ class Forecaster:
         return list(self.covariates or [])
 
     def _frame(self, data: Any, load_options: dict[str, Any]) -> pd.DataFrame:
-        if isinstance(data, pd.DataFrame) and {"unique_id", "ds", "y"} <= set(data.columns) and not load_options:
-            frame = frames.load_frame(data, time_col="ds", target="y", id_col="unique_id",
-                                      covariates=self._covariates or None)
+        if (
+            isinstance(data, pd.DataFrame)
+            and {"unique_id", "ds", "y"} <= set(data.columns)
+            and not load_options
+        ):
+            frame = frames.load_frame(
+                data,
+                time_col="ds",
+                target="y",
+                id_col="unique_id",
+                covariates=self._covariates or None,
+            )
         else:
             if self._covariates and "covariates" not in load_options:
                 load_options = {**load_options, "covariates": self._covariates}
@@ -161,8 +173,13 @@ class Forecaster:
     def _spec(self, n_features: int) -> ModelSpec:
         strategy = "direct" if self.model_name in BASELINES else self.strategy
         return ModelSpec(
-            window=self.window, horizon=self.horizon, features=n_features, strategy=strategy,
-            units=self.units, dropout=self.dropout, season=self.season,
+            window=self.window,
+            horizon=self.horizon,
+            features=n_features,
+            strategy=strategy,
+            units=self.units,
+            dropout=self.dropout,
+            season=self.season,
         )
 
     def _build(self, spec: ModelSpec) -> Sequential:
@@ -183,9 +200,15 @@ class Forecaster:
 
     def _settings(self) -> training.TrainSettings:
         return training.TrainSettings(
-            epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-            clip_norm=self.clip_norm, clip_value=self.clip_value,
-            early_stopping=self.early_stopping, seed=self.seed, progress=self.progress,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            clip_norm=self.clip_norm,
+            clip_value=self.clip_value,
+            early_stopping=self.early_stopping,
+            seed=self.seed,
+            progress=self.progress,
         )
 
     def _windows(self, scaled: pd.DataFrame, steps: int, strategy: str):
@@ -244,9 +267,11 @@ class Forecaster:
     def _forecast_scaled(self, x: torch.Tensor, horizon: int) -> torch.Tensor:
         dtype = next(iter(self.model_.parameters()), torch.empty(0)).dtype
         with torch.no_grad():
-            return strategies.forecast(
-                self.model_, x.to(dtype), horizon, self.strategy_, self.horizon
-            ).cpu().double()
+            return (
+                strategies.forecast(self.model_, x.to(dtype), horizon, self.strategy_, self.horizon)
+                .cpu()
+                .double()
+            )
 
     def _inputs(self, frame: pd.DataFrame):
         """Last window of every series -> (X (S, W, F), level (S, 1), ids, last stamps)."""
@@ -268,7 +293,10 @@ class Forecaster:
         return torch.as_tensor(x), level, [str(i) for i in sizes.index], last.to_list()
 
     def predict(
-        self, data: Any = None, horizon: int | None = None, intervals: Any = None,
+        self,
+        data: Any = None,
+        horizon: int | None = None,
+        intervals: Any = None,
         **load_options: Any,
     ) -> pd.DataFrame:
         """Forecast `horizon` steps after the end of each series of `data` (default: the
@@ -291,16 +319,21 @@ class Forecaster:
             return {}
         if self.interval_method == "mc_dropout":
             return uncertainty.mc_dropout_quantiles(
-                lambda: strategies.forecast(self.model_, x.to(self._dtype()), horizon,
-                                            self.strategy_, self.horizon),
-                self.model_, self.mc_samples, levels,
+                lambda: strategies.forecast(
+                    self.model_, x.to(self._dtype()), horizon, self.strategy_, self.horizon
+                ),
+                self.model_,
+                self.mc_samples,
+                levels,
             )
         if horizon > self.residuals_.shape[1]:
             raise SeqcastError(
                 f"conformal intervals are calibrated for {self.residuals_.shape[1]} steps, "
                 f"not {horizon}; ask for a shorter horizon or use interval_method='mc_dropout'"
             )
-        radius = {lvl: uncertainty.conformal_radius(self.residuals_[:, :horizon], lvl) for lvl in levels}
+        radius = {
+            lvl: uncertainty.conformal_radius(self.residuals_[:, :horizon], lvl) for lvl in levels
+        }
         return {lvl: (point - r, point + r) for lvl, r in radius.items()}
 
     def _dtype(self) -> torch.dtype:
@@ -327,7 +360,9 @@ class Forecaster:
         pred = self.predict(context, intervals=[intervals])
         return score(pred, truth, context, self.season or 1, intervals)
 
-    def backtest(self, data: Any, windows: int = 3, step: int | None = None, **load_options: Any) -> pd.DataFrame:
+    def backtest(
+        self, data: Any, windows: int = 3, step: int | None = None, **load_options: Any
+    ) -> pd.DataFrame:
         """Rolling-origin forecasts with the fitted model (no refit): `windows` origins, `step`
         points apart (default: the horizon), the latest ending at the last point. All origins
         of all series go through the model in one batch. Returns unique_id, cutoff, ds, y, y_hat."""
@@ -340,7 +375,9 @@ class Forecaster:
         origins = []
         for k in range(windows):
             context, rest = _split_at(frame, self.horizon + k * step)
-            origins.append((self._inputs(context), rest.groupby("unique_id", sort=False).head(self.horizon)))
+            origins.append(
+                (self._inputs(context), rest.groupby("unique_id", sort=False).head(self.horizon))
+            )
         x = torch.cat([inputs[0] for inputs, _ in origins])
         point = self._forecast_scaled(x, self.horizon).numpy()  # every origin in one batch
         parts, offset = [], 0
@@ -349,7 +386,9 @@ class Forecaster:
             offset += len(x_k)
             pred = self._to_frame({"y_hat": block}, level, ids, last, self.horizon)
             pred.insert(1, "cutoff", np.repeat(last, self.horizon))
-            parts.append(pred.merge(truth[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="left"))
+            parts.append(
+                pred.merge(truth[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="left")
+            )
         return pd.concat(parts, ignore_index=True)[["unique_id", "cutoff", "ds", "y", "y_hat"]]
 
     # -- persistence ----------------------------------------------------------------------------
@@ -388,7 +427,9 @@ class Forecaster:
             fc.strategy_ = config["strategy"]
             fc.freq_ = config["freq"]
             fc.calibration_ = config["calibration"]
-            fc.residuals_ = np.asarray(config["residuals"], dtype=np.float64).reshape(-1, fc.horizon)
+            fc.residuals_ = np.asarray(config["residuals"], dtype=np.float64).reshape(
+                -1, fc.horizon
+            )
             fc.context_ = _frame_from_json(config["context"])
             fc.scaler_ = scaler_from_dict(scaler) if scaler else None
             fc.fit_seconds_ = config.get("fit_seconds", float("nan"))
@@ -397,14 +438,19 @@ class Forecaster:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise SeqcastError(
-                f"{path} holds a damaged or incompatible seqcast model ({str(err).splitlines()[0]}); "
-                "fit and save it again"
+                f"{path} holds a damaged or incompatible seqcast model "
+                f"({str(err).splitlines()[0]}); fit and save it again"
             ) from None
         return fc
 
 
-def score(pred: pd.DataFrame, truth: pd.DataFrame, history: pd.DataFrame, season: int,
-          level: int | None = 80) -> dict[str, float]:
+def score(
+    pred: pd.DataFrame,
+    truth: pd.DataFrame,
+    history: pd.DataFrame,
+    season: int,
+    level: int | None = 80,
+) -> dict[str, float]:
     """Metrics of forecasts `pred` against `truth` (both long frames), MASE scaled per series
     by the in-sample seasonal-naive error on `history`."""
     joined = pred.merge(truth[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="inner")
@@ -412,8 +458,10 @@ def score(pred: pd.DataFrame, truth: pd.DataFrame, history: pd.DataFrame, season
         raise SeqcastError("forecast stamps do not line up with the held-out stamps")
     y, y_hat = joined["y"].to_numpy(), joined["y_hat"].to_numpy()
     out = {
-        "mae": metrics.mae(y, y_hat), "rmse": metrics.rmse(y, y_hat),
-        "mape": metrics.mape(y, y_hat), "smape": metrics.smape(y, y_hat),
+        "mae": metrics.mae(y, y_hat),
+        "rmse": metrics.rmse(y, y_hat),
+        "mape": metrics.mape(y, y_hat),
+        "smape": metrics.smape(y, y_hat),
     }
     scaled = []
     for sid, part in joined.groupby("unique_id", sort=False):

@@ -139,7 +139,12 @@ def impute(
 
 # ----------------------------------------------------------------------------- checks
 def _check_args(
-    window: Any, units: Any, epochs: Any, mask_fraction: Any, batch_size: Any, scaler: Any,
+    window: Any,
+    units: Any,
+    epochs: Any,
+    mask_fraction: Any,
+    batch_size: Any,
+    scaler: Any,
     seed: Any,
 ) -> None:
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
@@ -262,10 +267,14 @@ def _predict(model: nn.Module, scaled: np.ndarray, index: np.ndarray) -> np.ndar
     weighted by how far the row sits from the window's ends (1 at either end, W/2 in the
     middle), so estimates with context on both sides count most."""
     with torch.no_grad():
-        pred = np.concatenate([
-            model(_inputs(scaled, index[start : start + PREDICT_BATCH]))[..., 0].double().numpy()
-            for start in range(0, len(index), PREDICT_BATCH)
-        ])  # (n_windows, W)
+        pred = np.concatenate(
+            [
+                model(_inputs(scaled, index[start : start + PREDICT_BATCH]))[..., 0]
+                .double()
+                .numpy()
+                for start in range(0, len(index), PREDICT_BATCH)
+            ]
+        )  # (n_windows, W)
     steps = np.arange(index.shape[1])
     weight = np.broadcast_to(np.minimum(steps + 1, index.shape[1] - steps), index.shape)
     valid = index >= 0

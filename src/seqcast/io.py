@@ -23,7 +23,9 @@ FILES = ("config.json", "model.safetensors", "scaler.json")
 
 
 def write_model_dir(
-    path: str | os.PathLike, config: dict[str, Any], state: dict[str, torch.Tensor],
+    path: str | os.PathLike,
+    config: dict[str, Any],
+    state: dict[str, torch.Tensor],
     scaler: dict[str, Any],
 ) -> Path:
     """Write the three files into a fresh temporary folder beside `path`, then move it into
@@ -67,7 +69,9 @@ def read_model_dir(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, t
         )
     config = _read_json(config_path)
     if config.get("format") != FORMAT:
-        raise SeqcastError(f"{config_path} is not a seqcast model config (format {config.get('format')!r})")
+        raise SeqcastError(
+            f"{config_path} is not a seqcast model config (format {config.get('format')!r})"
+        )
     if config.get("format_version", 0) > FORMAT_VERSION:
         raise SeqcastError(
             f"{root} was written by a newer seqcast (format {config['format_version']}); "

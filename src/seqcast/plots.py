@@ -94,16 +94,26 @@ def _draw_series(
     for k, level in enumerate(sorted(levels, key=float, reverse=True)):
         alpha = 0.15 + 0.25 * (k + 1) / len(levels)
         ax.fill_between(
-            pred["ds"], pred[f"y_lo_{level}"], pred[f"y_hi_{level}"],
-            color=FORECAST_COLOR, alpha=alpha, linewidth=0, label=f"{level}% interval",
+            pred["ds"],
+            pred[f"y_lo_{level}"],
+            pred[f"y_hi_{level}"],
+            color=FORECAST_COLOR,
+            alpha=alpha,
+            linewidth=0,
+            label=f"{level}% interval",
         )
     if len(past):
         ax.plot(past["ds"], past["y"], color=HISTORY_COLOR, label="history")
     ax.plot(pred["ds"], pred["y_hat"], color=FORECAST_COLOR, label="forecast")
     if future is not None and len(future):
         ax.plot(
-            future["ds"], future["y"], color=TRUTH_COLOR, marker="o", markersize=3,
-            linewidth=0.8, label="actual",
+            future["ds"],
+            future["y"],
+            color=TRUTH_COLOR,
+            marker="o",
+            markersize=3,
+            linewidth=0.8,
+            label="actual",
         )
     if len(past):
         ax.axvline(past["ds"].iloc[-1], color="gray", linestyle=":", label="forecast origin")
@@ -130,7 +140,8 @@ def _pick_series(forecast: pd.DataFrame, unique_id: str | Sequence[str] | None) 
 def _pick_levels(forecast: pd.DataFrame, levels: Iterable[int | float] | None) -> list[str]:
     """Level labels ("80", "95") whose y_lo_/y_hi_ columns are both in `forecast`."""
     found = [
-        m.group(1) for c in forecast.columns
+        m.group(1)
+        for c in forecast.columns
         if (m := _LEVEL.match(str(c))) and f"y_hi_{m.group(1)}" in forecast.columns
     ]
     if levels is None:
@@ -258,8 +269,7 @@ def plot_leaderboard(
 def _board(table: Any, metric: str) -> pd.DataFrame:
     if not isinstance(table, pd.DataFrame):
         raise SeqcastError(
-            f"plot_leaderboard takes a DataFrame with a `model` column, got "
-            f"{type(table).__name__}"
+            f"plot_leaderboard takes a DataFrame with a `model` column, got {type(table).__name__}"
         )
     board = table if "model" in table.columns else table.rename_axis("model").reset_index()
     if len(board) == 0:

@@ -81,7 +81,9 @@ class Sequential(Layer):
     shapes are known at once and no lazy parameter remains.
     """
 
-    def __init__(self, layers: Iterable[Layer] = (), input_shape: Iterable[int | None] | None = None):
+    def __init__(
+        self, layers: Iterable[Layer] = (), input_shape: Iterable[int | None] | None = None
+    ):
         super().__init__()
         self.layers = nn.ModuleList()
         self.names: list[str] = []
@@ -169,9 +171,17 @@ class Sequential(Layer):
         "last_time_step_mse" or callables f(y_true, y_pred)."""
         self._check_built()
         settings = training.TrainSettings(
-            epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, loss=loss,
-            clip_norm=clip_norm, clip_value=clip_value, early_stopping=early_stopping,
-            seed=seed, shuffle=shuffle, progress=verbose,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            loss=loss,
+            clip_norm=clip_norm,
+            clip_value=clip_value,
+            early_stopping=early_stopping,
+            seed=seed,
+            shuffle=shuffle,
+            progress=verbose,
         )
         self._fit_loss = loss
         self._fit_metrics = list(metrics or [])
@@ -182,7 +192,9 @@ class Sequential(Layer):
         self._check_built()
         return training.predict_arrays(self, x, batch_size)
 
-    def evaluate(self, x: Any, y: Any, metrics: Sequence[str | Callable] | None = None) -> dict[str, float]:
+    def evaluate(
+        self, x: Any, y: Any, metrics: Sequence[str | Callable] | None = None
+    ) -> dict[str, float]:
         """{"loss": ..., metric: ...} on (x, y), with the loss and metrics given to `fit`."""
         self._check_built()
         chosen = metrics if metrics is not None else getattr(self, "_fit_metrics", [])

@@ -63,7 +63,9 @@ def training_targets(y: np.ndarray, strategy: str, model: Sequential, window: in
     return np.ascontiguousarray(y.reshape(len(y), -1))
 
 
-def forecast(model: nn.Module, x: Tensor, horizon: int, strategy: str, trained_horizon: int) -> Tensor:
+def forecast(
+    model: nn.Module, x: Tensor, horizon: int, strategy: str, trained_horizon: int
+) -> Tensor:
     """(B, W, F) windows -> (B, horizon) forecasts (in the model's units)."""
     if strategy == "recursive":
         return _recursive(model, x, horizon)

@@ -24,8 +24,12 @@ from torch import Tensor, nn
 from seqcast import metrics as metric_fns
 from seqcast.errors import SeqcastError, check_choice
 
-OPTIMIZERS = {"adam": (torch.optim.Adam, 1e-3), "rmsprop": (torch.optim.RMSprop, 1e-3),
-              "sgd": (torch.optim.SGD, 1e-2), "adamw": (torch.optim.AdamW, 1e-3)}
+OPTIMIZERS = {
+    "adam": (torch.optim.Adam, 1e-3),
+    "rmsprop": (torch.optim.RMSprop, 1e-3),
+    "sgd": (torch.optim.SGD, 1e-2),
+    "adamw": (torch.optim.AdamW, 1e-3),
+}
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "mse": nn.functional.mse_loss,
     "mae": nn.functional.l1_loss,
@@ -121,7 +125,10 @@ class _Batches(torch.utils.data.IterableDataset):
         order = torch.randperm(n, generator=self.generator) if self.shuffle else None
         for start in range(0, n, self.batch_size):
             if order is None:
-                yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
+                yield (
+                    self.x[start : start + self.batch_size],
+                    self.y[start : start + self.batch_size],
+                )
             else:
                 idx = order[start : start + self.batch_size]
                 yield self.x[idx], self.y[idx]
@@ -159,11 +166,17 @@ def _make_module(model: nn.Module, settings: TrainSettings, metrics: dict[str, C
                 pred = pred.reshape(y.shape) if pred.numel() == y.numel() else pred
             loss = self.loss_fn(pred, y)
             size = x.shape[0]
-            self.log(f"{prefix}loss", loss, on_step=False, on_epoch=True, batch_size=size,
-                     prog_bar=True)
+            self.log(
+                f"{prefix}loss", loss, on_step=False, on_epoch=True, batch_size=size, prog_bar=True
+            )
             for name, fn in metrics.items():
-                self.log(f"{prefix}{name}", fn(y, pred.detach()), on_step=False, on_epoch=True,
-                         batch_size=size)
+                self.log(
+                    f"{prefix}{name}",
+                    fn(y, pred.detach()),
+                    on_step=False,
+                    on_epoch=True,
+                    batch_size=size,
+                )
             return loss
 
         def training_step(self, batch, batch_idx):
@@ -329,13 +342,21 @@ def predict_arrays(model: nn.Module, x: Any, batch_size: int = 1024) -> np.ndarr
     model.eval()
     dtype = next(model.parameters()).dtype
     with torch.no_grad():
-        parts = [model(x[i : i + batch_size].to(device, dtype)).cpu() for i in range(0, len(x), batch_size)]
+        parts = [
+            model(x[i : i + batch_size].to(device, dtype)).cpu()
+            for i in range(0, len(x), batch_size)
+        ]
     model.train(was_training)
     return torch.cat(parts).numpy()
 
 
-def evaluate_arrays(model: nn.Module, x: Any, y: Any, loss: str = "mse",
-                    metrics: Sequence[str | Callable] | None = None) -> dict[str, float]:
+def evaluate_arrays(
+    model: nn.Module,
+    x: Any,
+    y: Any,
+    loss: str = "mse",
+    metrics: Sequence[str | Callable] | None = None,
+) -> dict[str, float]:
     y_true = as_tensor(y, "y")
     pred = torch.as_tensor(predict_arrays(model, x))
     if pred.shape != y_true.shape and pred.numel() == y_true.numel():

@@ -30,18 +30,45 @@ def _reference(cell, x, states, rmask):
     xproj = torch.nn.functional.linear(x, cell.weight_ih, cell.bias)
     if isinstance(cell, LayerNormLSTMCell):
         return ln_lstm_reference(
-            x, cell.weight_ih, cell.weight_hh, cell.bias, *states,
-            cell.input_norm_gain, cell.input_norm_shift, cell.recurrent_norm_gain,
-            cell.recurrent_norm_shift, cell.state_norm_gain, cell.state_norm_shift,
-            cell.epsilon, rmask)
+            x,
+            cell.weight_ih,
+            cell.weight_hh,
+            cell.bias,
+            *states,
+            cell.input_norm_gain,
+            cell.input_norm_shift,
+            cell.recurrent_norm_gain,
+            cell.recurrent_norm_shift,
+            cell.state_norm_gain,
+            cell.state_norm_shift,
+            cell.epsilon,
+            rmask,
+        )
     if isinstance(cell, LayerNormGRUCell):
         return ln_gru_reference(
-            x, cell.weight_ih, cell.weight_hh, cell.bias, *states,
-            cell.input_norm_gain, cell.input_norm_shift, cell.recurrent_norm_gain,
-            cell.recurrent_norm_shift, cell.epsilon, rmask)
+            x,
+            cell.weight_ih,
+            cell.weight_hh,
+            cell.bias,
+            *states,
+            cell.input_norm_gain,
+            cell.input_norm_shift,
+            cell.recurrent_norm_gain,
+            cell.recurrent_norm_shift,
+            cell.epsilon,
+            rmask,
+        )
     if isinstance(cell, LayerNormSimpleRNNCell):
-        return ln_simple_rnn_reference(xproj, cell.weight_hh, *states, cell.norm_gain,
-                                       cell.norm_shift, cell.epsilon, cell.activation_name, rmask)
+        return ln_simple_rnn_reference(
+            xproj,
+            cell.weight_hh,
+            *states,
+            cell.norm_gain,
+            cell.norm_shift,
+            cell.epsilon,
+            cell.activation_name,
+            rmask,
+        )
     if isinstance(cell, LSTMCell):
         return lstm_reference(xproj, cell.weight_hh, *states, cell.peephole_weight, rmask)
     if isinstance(cell, GRUCell):

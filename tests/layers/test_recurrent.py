@@ -17,8 +17,8 @@ from seqcast.layers import (
     LSTMCell,
     SimpleRNN,
     SimpleRNNCell,
+    _compiled,
 )
-from seqcast.layers import _compiled
 from seqcast.layers.core import LayerNormalization
 from seqcast.sequential import Sequential
 
@@ -228,7 +228,9 @@ def test_custom_cell_in_a_few_lines_matches_builtin():
 
 
 def test_rnn_rejects_bad_input():
-    with pytest.raises(SeqcastError, match=r"expected input of shape \(batch, time, features\), got \(32, 50\)"):
+    with pytest.raises(
+        SeqcastError, match=r"expected input of shape \(batch, time, features\), got \(32, 50\)"
+    ):
         LSTM(4)(torch.randn(32, 50))
     layer = LSTM(4)
     layer(torch.randn(2, 3, 5))
@@ -257,9 +259,12 @@ def test_torch_implementation_refuses_configurations_it_cannot_compute():
 
 
 def test_config_round_trip_rebuilds_the_same_layer():
-    for layer in [LSTM(4, peephole=True, return_sequences=True), GRU(3, reset_after=False),
-                  SimpleRNN(2, activation="relu", go_backwards=True),
-                  RNN(LayerNormSimpleRNNCell(3), return_sequences=True)]:
+    for layer in [
+        LSTM(4, peephole=True, return_sequences=True),
+        GRU(3, reset_after=False),
+        SimpleRNN(2, activation="relu", go_backwards=True),
+        RNN(LayerNormSimpleRNNCell(3), return_sequences=True),
+    ]:
         clone = type(layer).from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
 

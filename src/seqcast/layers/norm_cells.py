@@ -62,8 +62,14 @@ class LayerNormSimpleRNNCell(_NormParams, SimpleRNNCell):
         if self.activation_name not in ("tanh", "relu", "sigmoid", "linear"):
             return None
         out, h = _compiled.ln_simple_rnn_sequence(
-            z, self.weight_hh, states[0], self.norm_gain, self.norm_shift, self.epsilon,
-            self.activation_name, rmask,
+            z,
+            self.weight_hh,
+            states[0],
+            self.norm_gain,
+            self.norm_shift,
+            self.epsilon,
+            self.activation_name,
+            rmask,
         )
         return out, [h]
 

@@ -197,7 +197,9 @@ class RNN(Layer):
         return type(self).__name__
 
     def extra_repr(self) -> str:
-        flags = [f for f in ("return_sequences", "return_state", "go_backwards") if getattr(self, f)]
+        flags = [
+            f for f in ("return_sequences", "return_state", "go_backwards") if getattr(self, f)
+        ]
         return ", ".join(f"{f}=True" for f in flags)
 
     def get_config(self) -> dict[str, Any]:
@@ -228,8 +230,16 @@ class _CellLayer(RNN):
     cell_class: type[RecurrentCell] = RecurrentCell
     cell_args: tuple[str, ...] = ("units", "use_bias", "dropout", "recurrent_dropout")
 
-    def __init__(self, units: int, *, return_sequences: bool = False, return_state: bool = False,
-                 go_backwards: bool = False, implementation: str = "auto", **cell_kwargs: Any):
+    def __init__(
+        self,
+        units: int,
+        *,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        implementation: str = "auto",
+        **cell_kwargs: Any,
+    ):
         unknown = sorted(set(cell_kwargs) - set(self.cell_args))
         if unknown:
             raise SeqcastError(

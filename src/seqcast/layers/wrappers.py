@@ -121,9 +121,7 @@ class TimeDistributed(Layer):
     def __init__(self, layer: Layer) -> None:
         super().__init__()
         if not isinstance(layer, Layer):
-            raise SeqcastError(
-                f"TimeDistributed wraps a seqcast layer; got {type(layer).__name__}"
-            )
+            raise SeqcastError(f"TimeDistributed wraps a seqcast layer; got {type(layer).__name__}")
         self.layer = layer
 
     def build(self, input_shape: Shape) -> None:

@@ -39,7 +39,8 @@ class NaiveForecast(Layer):
 
 class SeasonalNaiveForecast(Layer):
     """(batch, window, features) -> (batch, horizon): step h repeats the value one season
-    (or several, for h beyond a season) before it: y[T + h] = y[T + h - season * ceil(h / season)]."""
+    (or several, for h beyond a season) before it:
+    y[T + h] = y[T + h - season * ceil(h / season)]."""
 
     def __init__(self, horizon: int, season: int) -> None:
         super().__init__()

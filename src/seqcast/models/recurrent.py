@@ -54,9 +54,7 @@ def gru(spec: ModelSpec) -> Sequential:
 def bilstm(spec: ModelSpec) -> Sequential:
     # the backward half reads the future of every step, so per-step (seq2seq) targets leak
     require_strategy("bilstm", spec, ("direct", "recursive"))
-    return _stack(
-        spec, lambda seq: Bidirectional(LSTM(spec.units, return_sequences=seq)), 2
-    )
+    return _stack(spec, lambda seq: Bidirectional(LSTM(spec.units, return_sequences=seq)), 2)
 
 
 def min_gru(spec: ModelSpec) -> Sequential:

@@ -37,7 +37,5 @@ def list_models() -> list[str]:
 
 def build_model(name: str, spec: ModelSpec) -> Sequential:
     if name not in _BUILDERS:
-        raise SeqcastError(
-            f"unknown model {name!r}; expected one of {', '.join(_BUILDERS)}"
-        )
+        raise SeqcastError(f"unknown model {name!r}; expected one of {', '.join(_BUILDERS)}")
     return _BUILDERS[name](spec)
