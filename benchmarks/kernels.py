@@ -1,13 +1,16 @@
 """How fast are seqcast's compiled recurrences (`seqcast.layers._compiled`) on this CPU?
 
 Forward + backward of one recurrent layer, median milliseconds, for each compiled kernel
-against the `torch.nn` module computing the same recurrence (where there is one) and against the
-Python loops of `tests/reference/recurrences.py` (written for float64, run here in float32). Every path starts from the raw input x (B, T, F): the kernels' timing includes the
+against the `torch.nn` module computing the same recurrence (where there is one) and against
+the Python loops of `tests/reference/recurrences.py` (written for float64, run here in
+float32). Every path starts from the raw input x (B, T, F): the kernels' timing includes the
 input projection `x @ W_ih^T + b` done in Python, as torch.nn's does, and the backward pass
-produces the gradients of every weight.
+produces the gradients of every weight. The kernels and torch.nn run in turn, round after
+round, so that bursts of load on a shared machine hit them alike.
 
     python benchmarks/kernels.py                 # both sizes
     python benchmarks/kernels.py --sizes small --repeats 300
+    python benchmarks/kernels.py --clock thread  # one thread's CPU time: steady on a busy machine
 
 Prints a JSON document (one record per measurement), then a table.
 """
@@ -38,10 +41,14 @@ SIZES = {  # name: (batch, time, input features, units)
 }
 
 
+CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
+clock = CLOCKS["wall"]
+
+
 def median_ms(paths: dict[str, Callable[[], None]], repeats: int, budget_s: float) -> dict:
-    """Median wall time in ms of each of `paths`, run in turn (round-robin, so that a burst of
-    load on this shared machine hits all of them alike): `repeats` rounds, or fewer (at least
-    3) once `budget_s` seconds have passed."""
+    """Median time in ms (on `clock`) of each of `paths`, run in turn (round-robin, so that a
+    burst of load on this shared machine hits all of them alike): `repeats` rounds, or fewer
+    (at least 3) once `budget_s` seconds have passed."""
     for fn in paths.values():
         fn()  # warm-up: first-call allocations, lazy initialisation
     times: dict[str, list[float]] = {name: [] for name in paths}
@@ -50,9 +57,9 @@ def median_ms(paths: dict[str, Callable[[], None]], repeats: int, budget_s: floa
         if round_ >= 3 and time.perf_counter() - start > budget_s:
             break
         for name, fn in paths.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
 
 
@@ -135,13 +142,13 @@ def cases(batch: int, steps: int, features: int, units: int) -> list[tuple[str, 
     return out
 
 
-def table(records: list[dict]) -> str:
+def table(records: list[dict], unit: str) -> str:
     paths = ["compiled", "torch.nn", "python loop"]
     lines = []
     for size in dict.fromkeys(r["size"] for r in records):
         rows = [r for r in records if r["size"] == size]
         b, t, f, h = rows[0]["shape"]
-        lines.append(f"\n{size}: batch {b}, {t} steps, {f} -> {h} units; fwd+bwd, median ms")
+        lines.append(f"\n{size}: batch {b}, {t} steps, {f} -> {h} units; fwd+bwd ms, {unit}")
         lines.append(f"{'recurrence':<24}" + "".join(f"{p:>13}" for p in paths) + f"{'vs nn':>8}")
         for name in dict.fromkeys(r["recurrence"] for r in rows):
             ms = {r["path"]: r["ms"] for r in rows if r["recurrence"] == name}
@@ -156,8 +163,22 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--repeats", type=int, default=200, help="rounds of runs (at most)")
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per size (soft cap)")
-    parser.add_argument("--loop-repeats", type=int, default=5, help="runs of each Python loop")
+    parser.add_argument("--loop-repeats", type=int, default=3, help="runs of each Python loop")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--clock",
+        choices=list(CLOCKS),
+        default="wall",
+        help="wall time, or CPU time of this thread (implies --threads 1; steady when other "
+        "jobs share the cores)",
+    )
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
+    if args.clock == "thread":
+        args.threads = 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     if not _compiled.available():
         sys.exit("the compiled kernels are not available here (see the log); nothing to measure")
@@ -182,9 +203,11 @@ def main() -> None:
         "repeats": args.repeats,
         "budget_s": args.budget,
         "loop_repeats": args.loop_repeats,
+        "clock": args.clock,
     }
     print(json.dumps({"meta": meta, "results": records}, indent=1))
-    print(table(records))
+    unit = "median wall time" if args.clock == "wall" else "median CPU time of one thread"
+    print(table(records, unit))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ and a forecasting workflow around them."""
 
 __version__ = "0.1.0"
 
-from seqcast.data import datasets  # noqa: E402
+from seqcast import datasets  # noqa: E402
 from seqcast.forecast import Forecaster  # noqa: E402
 from seqcast.sequential import Sequential  # noqa: E402
 

@@ -230,6 +230,28 @@ def test_float32_kernels_leave_denormals_as_they_found_them(batch, units):
     assert (tiny[:1] * 1.5).item() > 0
 
 
+def test_large_buffers_are_reused_only_once_freed():
+    # Buffers of 8 MB and more come from a cache of freed ones: a tensor still alive keeps its
+    # memory, and a reused buffer gives the same results as a fresh one.
+    kernel, _, args, diff = PROBLEMS["lstm"](64, 100, 128, masked=False, dtype=torch.float32)
+    first = [o.detach().clone() for o in kernel(*args)]
+    kept = kernel(*args)  # (64, 100, 4*128) float32 saved gates: 13 MB
+    other = [a * 0.5 if isinstance(a, torch.Tensor) else a for a in args]
+    kernel(*other)
+    for _ in range(2):
+        again = kernel(*args)
+    for a, b, c in zip(first, kept, again, strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+        torch.testing.assert_close(c, a, rtol=0, atol=0)
+    leaves = _leaves(args, diff)
+    kernel(*leaves)[0].sum().backward()
+    grads = [leaves[i].grad.clone() for i in diff]
+    leaves = _leaves(args, diff)
+    kernel(*leaves)[0].sum().backward()
+    for i, g in zip(diff, grads, strict=True):
+        torch.testing.assert_close(leaves[i].grad, g, rtol=0, atol=0)
+
+
 def test_turned_off_by_environment_variable(monkeypatch):
     monkeypatch.setenv("SEQCAST_NO_COMPILE", "1")
     assert _compiled.available() is False

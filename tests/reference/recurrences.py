@@ -70,8 +70,8 @@ def lstm_reference(
     Returns (out (B, T, H), h_T, c_T).
     """
     h, c, outs = h0, c0, []
-    for t in range(xproj.shape[1]):
-        z = xproj[:, t] + _masked(h, rmask) @ w_hh.T
+    for x_t in xproj.unbind(dim=1):  # (B, G*H) per step; unbind's backward is one stack
+        z = x_t + _masked(h, rmask) @ w_hh.T
         zi, zf, zg, zo = z.chunk(4, dim=-1)
         if peephole is not None:
             zi = zi + peephole[0] * c
@@ -108,8 +108,8 @@ def gru_reference(
     """
     h, outs = h0, []
     w_r, w_z, w_n = w_hh.chunk(3, dim=0)
-    for t in range(xproj.shape[1]):
-        xr, xz, xn = xproj[:, t].chunk(3, dim=-1)
+    for x_t in xproj.unbind(dim=1):
+        xr, xz, xn = x_t.chunk(3, dim=-1)
         hm = _masked(h, rmask)
         if reset_after:
             a = hm @ w_hh.T
@@ -141,8 +141,8 @@ def simple_rnn_reference(
     Returns (out (B, T, H), h_T).
     """
     act, h, outs = ACTIVATIONS[activation], h0, []
-    for t in range(xproj.shape[1]):
-        h = act(xproj[:, t] + _masked(h, rmask) @ w_hh.T)
+    for x_t in xproj.unbind(dim=1):
+        h = act(x_t + _masked(h, rmask) @ w_hh.T)
         outs.append(h)
     return torch.stack(outs, dim=1), h
 
@@ -166,8 +166,8 @@ def ln_simple_rnn_reference(
     Returns (out (B, T, H), h_T).
     """
     act, h, outs = ACTIVATIONS[activation], h0, []
-    for t in range(xproj.shape[1]):
-        s = xproj[:, t] + _masked(h, rmask) @ w_hh.T
+    for x_t in xproj.unbind(dim=1):
+        s = x_t + _masked(h, rmask) @ w_hh.T
         h = act(layer_norm(s, gamma, beta, eps))
         outs.append(h)
     return torch.stack(outs, dim=1), h
@@ -202,8 +202,8 @@ def ln_lstm_reference(
     Returns (out (B, T, H), h_T, c_T).
     """
     h, c, outs = h0, c0, []
-    for t in range(x.shape[1]):
-        z = layer_norm(x[:, t] @ w_ih.T, gamma_x, beta_x, eps)
+    for x_t in x.unbind(dim=1):
+        z = layer_norm(x_t @ w_ih.T, gamma_x, beta_x, eps)
         z = z + layer_norm(_masked(h, rmask) @ w_hh.T, gamma_h, beta_h, eps)
         if bias is not None:
             z = z + bias
@@ -240,8 +240,8 @@ def ln_gru_reference(
     gamma_*, beta_*: (3H,); bias (3H,) or None. Returns (out (B, T, H), h_T).
     """
     h, outs = h0, []
-    for t in range(x.shape[1]):
-        xz = layer_norm(x[:, t] @ w_ih.T, gamma_x, beta_x, eps)
+    for x_t in x.unbind(dim=1):
+        xz = layer_norm(x_t @ w_ih.T, gamma_x, beta_x, eps)
         if bias is not None:
             xz = xz + bias
         xr, xu, xn = xz.chunk(3, dim=-1)

@@ -20,7 +20,11 @@ Shapes (batch-first; H = units, G = gates: LSTM 4, GRU 3, SimpleRNN 1):
                        product, the carried state is never masked (one mask per sequence)
 
 Every function returns (outputs (B, T, H), final states ...), differentiable with respect to
-every tensor argument except `rmask`. float32 and float64, CPU tensors only.
+every tensor argument except `rmask` (once: no double backward). float32 and float64, CPU
+tensors only. Float32 uses vectorised approximations of exp/tanh (a few ulp) and runs with
+denormals flushed to zero; float64 uses the C library, for reference-grade gradients. Large
+steps use torch's intra-op threads, and the whole-sequence buffers of 8 MB and more are kept
+for reuse between calls (up to 512 MB, handed back to the system under memory pressure).
 """
 
 from __future__ import annotations

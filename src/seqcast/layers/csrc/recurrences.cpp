@@ -30,12 +30,16 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <tuple>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #if defined(__linux__)
 #include <sys/mman.h>
+#define SEQCAST_BUFFER_CACHE 1
 #endif
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -266,18 +270,91 @@ int64_t thread_slot(int64_t slots) {
   return std::min<int64_t>(at::get_thread_num(), slots - 1);
 }
 
-// A new tensor for a whole-sequence buffer. Large ones go on transparent huge pages where the
-// system allows it (THP in "madvise" mode): touching a fresh 100 MB buffer page by page costs
-// ~25k page faults per call, which would take longer than the arithmetic.
+// Whole-sequence buffers (saved activations, dxproj) are the only large memory the kernels
+// touch. Fresh from the system they cost more than the arithmetic: each call would fault in
+// and zero ~100 MB page by page (measured: a sixth of a large GRU's time, with erratic spikes
+// when other processes load the memory bus). So large buffers are mapped here on transparent
+// huge pages (where the system allows, THP "madvise" mode), and a freed buffer is kept, up to
+// kKeptBytes, for the next call that asks for the same size. A kept buffer is marked
+// MADV_FREE: the system may still take its pages back under memory pressure. (Linux only;
+// elsewhere buffers come from at::empty.)
+#if defined(SEQCAST_BUFFER_CACHE)
+class BufferCache {
+ public:
+  static constexpr size_t kHugePage = size_t(2) << 20;
+  static constexpr size_t kKeptBytes = size_t(512) << 20;
+
+  static BufferCache& instance() {
+    static BufferCache* cache = new BufferCache();  // never destroyed: buffers may outlive it
+    return *cache;
+  }
+
+  // A 2 MB aligned block of `bytes` (a multiple of kHugePage), or nullptr.
+  void* take(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+        if (it->second == bytes) {
+          void* block = it->first;
+          kept_.erase(it);
+          kept_bytes_ -= bytes;
+          return block;
+        }
+      }
+    }
+    return map(bytes);
+  }
+
+  void give(void* block, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (kept_bytes_ + bytes <= kKeptBytes) {
+#if defined(MADV_FREE)
+        madvise(block, bytes, MADV_FREE);
+#endif
+        kept_.emplace_back(block, bytes);
+        kept_bytes_ += bytes;
+        return;
+      }
+    }
+    munmap(block, bytes);
+  }
+
+ private:
+  static void* map(size_t bytes) {
+    const size_t mapped = bytes + kHugePage;  // room to align the start to a huge page
+    void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return nullptr;
+    const uintptr_t first = reinterpret_cast<uintptr_t>(base);
+    const uintptr_t start = (first + kHugePage - 1) & ~(kHugePage - 1);
+    if (start > first) munmap(base, start - first);
+    if (start + bytes < first + mapped) {
+      munmap(reinterpret_cast<void*>(start + bytes), first + mapped - start - bytes);
+    }
+    void* block = reinterpret_cast<void*>(start);
+#if defined(MADV_HUGEPAGE)
+    madvise(block, bytes, MADV_HUGEPAGE);
+#endif
+    return block;
+  }
+
+  std::mutex mutex_;
+  std::vector<std::pair<void*, size_t>> kept_;
+  size_t kept_bytes_ = 0;
+};
+#endif
+
+// An uninitialised tensor for a whole-sequence buffer (large ones from BufferCache).
 Tensor empty_buffer(at::IntArrayRef sizes, const at::TensorOptions& options) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr size_t kHugePage = size_t(2) << 20;
+#if defined(SEQCAST_BUFFER_CACHE)
   const size_t bytes = c10::multiply_integers(sizes) * options.dtype().itemsize();
-  if (bytes >= 4 * kHugePage) {
-    const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-    if (void* data = std::aligned_alloc(kHugePage, rounded)) {
-      madvise(data, rounded, MADV_HUGEPAGE);
-      return at::from_blob(data, sizes, [](void* p) { std::free(p); }, options);
+  if (bytes >= 4 * BufferCache::kHugePage) {
+    const size_t rounded =
+        (bytes + BufferCache::kHugePage - 1) / BufferCache::kHugePage * BufferCache::kHugePage;
+    if (void* block = BufferCache::instance().take(rounded)) {
+      return at::from_blob(
+          block, sizes, [rounded](void* p) { BufferCache::instance().give(p, rounded); },
+          options);
     }
   }
 #endif
