@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.exceptions import TyperException
 
-from seqcast.errors import SeqcastError
+from seqcast.errors import SeqcastError, format_shape
 
 app = typer.Typer(
     name="seqcast",
@@ -333,8 +333,7 @@ def summary(
     for col, justify in (("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right")):
         table.add_column(col, justify=justify)
     for r in s.rows:
-        shape = "(" + ", ".join("None" if d is None else str(d) for d in r.output_shape) + ")"
-        table.add_row(f"{r.name} ({r.kind})", shape, f"{r.params:,}")
+        table.add_row(f"{r.name} ({r.kind})", format_shape(r.output_shape), f"{r.params:,}")
     out.print(table)
     out.print(f"Total params: {s.total_params:,}")
 

@@ -15,6 +15,7 @@ __all__ = [
     "check_rate",
     "check_choice",
     "check_input_3d",
+    "format_shape",
 ]
 
 
@@ -57,20 +58,21 @@ def check_input_3d(shape: tuple, features: int | None = None, layer: str = "laye
     shape = tuple(shape)
     if len(shape) != 3:
         raise SeqcastError(
-            f"{layer}: expected input of shape (batch, time, features), got {_fmt(shape)}"
+            f"{layer}: expected input of shape (batch, time, features), got {format_shape(shape)}"
         )
     if shape[1] == 0:
         raise SeqcastError(
-            f"{layer}: the time axis is empty (input shape {_fmt(shape)}); "
+            f"{layer}: the time axis is empty (input shape {format_shape(shape)}); "
             "give at least one time step"
         )
     if features is not None and shape[2] is not None and shape[2] != features:
         raise SeqcastError(
             f"{layer}: expected {features} input features (the size it was built for), "
-            f"got {shape[2]} in input of shape {_fmt(shape)}"
+            f"got {shape[2]} in input of shape {format_shape(shape)}"
         )
 
 
-def _fmt(shape: tuple) -> str:
+def format_shape(shape: tuple) -> str:
+    """`(None, 20, 1)` for a shape tuple: the one way every seqcast message prints a shape."""
     inner = ", ".join("None" if s is None else str(s) for s in shape)
     return f"({inner},)" if len(shape) == 1 else f"({inner})"

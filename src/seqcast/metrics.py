@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from seqcast.errors import SeqcastError, check_positive_int
+from seqcast.errors import SeqcastError, check_positive_int, format_shape
 
 __all__ = [
     "mse",
@@ -137,11 +137,11 @@ def _arrays(metric: str, **named: Any) -> list[np.ndarray]:
     arrays = {name: _to_numpy(value) for name, value in named.items()}
     shapes = {name: a.shape for name, a in arrays.items()}
     if len(set(shapes.values())) > 1:
-        listed = " but ".join(f"{n} has shape {_fmt(s)}" for n, s in shapes.items())
+        listed = " but ".join(f"{n} has shape {format_shape(s)}" for n, s in shapes.items())
         raise SeqcastError(f"{metric}: {listed}; they must have the same shape")
     first = next(iter(arrays.values()))
     if first.size == 0:
-        raise SeqcastError(f"{metric}: the inputs are empty (shape {_fmt(first.shape)})")
+        raise SeqcastError(f"{metric}: the inputs are empty (shape {format_shape(first.shape)})")
     return [_finite(metric, name, a) for name, a in arrays.items()]
 
 
@@ -170,13 +170,13 @@ def _finite(metric: str, name: str, array: np.ndarray) -> np.ndarray:
 def _check_seq(metric: str, shape_true: tuple, shape_pred: tuple) -> None:
     if shape_true != shape_pred:
         raise SeqcastError(
-            f"{metric}: Y_true has shape {_fmt(shape_true)} but Y_pred has shape "
-            f"{_fmt(shape_pred)}; they must have the same shape"
+            f"{metric}: Y_true has shape {format_shape(shape_true)} but Y_pred has shape "
+            f"{format_shape(shape_pred)}; they must have the same shape"
         )
     if len(shape_true) < 2 or shape_true[1] == 0:
         raise SeqcastError(
             f"{metric}: expected arrays of shape (batch, time, ...) with a time axis, got "
-            f"{_fmt(shape_true)}"
+            f"{format_shape(shape_true)}"
         )
 
 
@@ -188,10 +188,6 @@ def _check_bounds(metric: str, low: np.ndarray, high: np.ndarray) -> None:
             f"{metric}: lo > hi at {len(crossed)} point(s) (first at index {where}); "
             "pass the lower bound as `lo` and the upper as `hi`"
         )
-
-
-def _fmt(shape: tuple) -> str:
-    return f"({shape[0]},)" if len(shape) == 1 else str(tuple(shape))
 
 
 def _is_torch(value: Any) -> bool:

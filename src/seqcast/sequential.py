@@ -20,7 +20,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from seqcast import training
-from seqcast.errors import SeqcastError
+from seqcast.errors import SeqcastError, format_shape
 from seqcast.layers.base import Layer, Shape, deserialize, serialize
 
 
@@ -43,7 +43,7 @@ class Summary:
     def __str__(self) -> str:
         header = ("Layer (type)", "Output Shape", "Param #")
         body = [
-            (f"{r.name} ({r.kind})", _shape_text(r.output_shape), f"{r.params:,}")
+            (f"{r.name} ({r.kind})", format_shape(r.output_shape), f"{r.params:,}")
             for r in self.rows
         ]
         widths = [max(len(row[i]) for row in [header, *body]) for i in range(3)]
@@ -60,11 +60,6 @@ class Summary:
         lines.append(f"Trainable params: {self.trainable_params:,}")
         lines.append(f"Non-trainable params: {self.total_params - self.trainable_params:,}")
         return "\n".join(lines)
-
-
-def _shape_text(shape: Shape) -> str:
-    inner = ", ".join("None" if s is None else str(s) for s in shape)
-    return f"({inner})"
 
 
 def _snake(name: str) -> str:

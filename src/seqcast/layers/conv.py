@@ -17,10 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqcast.errors import SeqcastError, check_choice, check_input_3d, check_positive_int
+from seqcast.errors import (
+    SeqcastError,
+    check_choice,
+    check_input_3d,
+    check_positive_int,
+    format_shape,
+)
 from seqcast.layers import activations
 from seqcast.layers.base import Layer, Shape
-from seqcast.layers.core import activation_name, glorot_uniform_, shape_str
+from seqcast.layers.core import activation_name, glorot_uniform_
 
 __all__ = ["Conv1D", "WaveNet", "receptive_field", "conv_output_length"]
 
@@ -113,7 +119,7 @@ class Conv1D(Layer):
         if shape[2] is None:
             raise SeqcastError(
                 f"Conv1D: the feature count (last axis) must be known to build, "
-                f"got input shape {shape_str(shape)}"
+                f"got input shape {format_shape(shape)}"
             )
         self.in_features = int(shape[2])
         k, f_in, f_out = self.kernel_size, self.in_features, self.filters
@@ -235,7 +241,7 @@ class WaveNet(Layer):
         if shape[2] is None:
             raise SeqcastError(
                 f"WaveNet: the feature count (last axis) must be known to build, "
-                f"got input shape {shape_str(shape)}"
+                f"got input shape {format_shape(shape)}"
             )
         self.in_features = int(shape[2])
         batch, steps = shape[0], shape[1]

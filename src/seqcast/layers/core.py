@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqcast.errors import SeqcastError, check_positive_int, check_rate
+from seqcast.errors import SeqcastError, check_positive_int, check_rate, format_shape
 from seqcast.layers import activations
 from seqcast.layers.base import Layer, Shape
 
@@ -23,12 +23,6 @@ __all__ = ["Dense", "Flatten", "Dropout", "LayerNormalization", "RepeatVector"]
 
 
 # -- helpers shared with conv.py ----------------------------------------------------------------
-def shape_str(shape: tuple) -> str:
-    """`(None, 20, 1)` for a shape tuple (None for unknown entries)."""
-    inner = ", ".join("None" if s is None else str(s) for s in shape)
-    return f"({inner},)" if len(shape) == 1 else f"({inner})"
-
-
 def glorot_uniform_(tensor: torch.Tensor, fan_in: int, fan_out: int) -> torch.Tensor:
     """Keras' glorot_uniform: U(-l, l) with l = sqrt(6 / (fan_in + fan_out)), in place."""
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -51,12 +45,13 @@ def known_features(shape: Shape, layer: str) -> int:
     """The last axis of `shape`, which must be known to create weights."""
     if len(shape) < 2:
         raise SeqcastError(
-            f"{layer}: expected input with a batch axis and a feature axis, got {shape_str(shape)}"
+            f"{layer}: expected input with a batch axis and a feature axis, "
+            f"got {format_shape(shape)}"
         )
     if shape[-1] is None:
         raise SeqcastError(
             f"{layer}: the feature count (last axis) must be known to build, "
-            f"got input shape {shape_str(shape)}"
+            f"got input shape {format_shape(shape)}"
         )
     return int(shape[-1])
 
@@ -66,7 +61,7 @@ def check_features(shape: Shape, expected: int | None, layer: str) -> None:
     if expected is not None and shape[-1] is not None and shape[-1] != expected:
         raise SeqcastError(
             f"{layer}: expected {expected} input features (the size it was built for), "
-            f"got {shape[-1]} in input of shape {shape_str(shape)}"
+            f"got {shape[-1]} in input of shape {format_shape(shape)}"
         )
 
 
@@ -141,7 +136,7 @@ class Flatten(Layer):
             raise SeqcastError("Flatten: expected input with a batch axis, got shape ()")
         if any(s is None for s in shape[1:]):
             raise SeqcastError(
-                f"Flatten: cannot compute the output size of input shape {shape_str(shape)}: "
+                f"Flatten: cannot compute the output size of input shape {format_shape(shape)}: "
                 "Flatten needs a fixed number of time steps (and features); "
                 "give input_shape=(window, features) instead of (None, features)"
             )
@@ -151,8 +146,8 @@ class Flatten(Layer):
         built = self.input_shape
         if built is not None and None not in built[1:] and tuple(x.shape[1:]) != built[1:]:
             raise SeqcastError(
-                f"Flatten: built for input shape {shape_str((None, *built[1:]))}, "
-                f"got {shape_str(tuple(x.shape))}; Flatten needs the same number of time steps "
+                f"Flatten: built for input shape {format_shape((None, *built[1:]))}, "
+                f"got {format_shape(tuple(x.shape))}; Flatten needs the same number of time steps "
                 "at every call (the layer after it was sized for it)"
             )
         return x.reshape(x.shape[0], -1)  # (B, d1, d2, ...) -> (B, d1*d2*...)
@@ -243,7 +238,8 @@ class RepeatVector(Layer):
     def _check(self, shape: Shape) -> None:
         if len(shape) != 2:
             raise SeqcastError(
-                f"RepeatVector: expected input of shape (batch, features), got {shape_str(shape)}; "
+                "RepeatVector: expected input of shape (batch, features), "
+                f"got {format_shape(shape)}; "
                 "use return_sequences=False on the layer before it"
             )
 
