@@ -3,10 +3,10 @@
 Forward + backward of one recurrent layer, median milliseconds, for each compiled kernel
 against the `torch.nn` module computing the same recurrence (where there is one) and against
 the Python loops of `tests/reference/recurrences.py` (written for float64, run here in
-float32). Every path starts from the raw input x (B, T, F): the kernels' timing includes the
-input projection `x @ W_ih^T + b` done in Python, as torch.nn's does, and the backward pass
-produces the gradients of every weight. The kernels and torch.nn run in turn, round after
-round, so that bursts of load on a shared machine hit them alike.
+float32). Every path starts from the raw input x (B, T, F) and its backward pass produces the
+gradients of every weight: the LSTM kernel (`lstm_layer`) projects the inputs itself, the
+others get `x @ W_ih^T + b` done in Python, as torch.nn's does. The kernels and torch.nn run in
+turn, round after round, so that bursts of load on a shared machine hit them alike.
 
     python benchmarks/kernels.py                 # both sizes
     python benchmarks/kernels.py --sizes small --repeats 300
@@ -100,12 +100,12 @@ def cases(batch: int, steps: int, features: int, units: int) -> list[tuple[str, 
     nn_lstm = nn.LSTM(features, units, batch_first=True)
     out += [
         ("lstm", "torch.nn", torch_nn_path(nn_lstm, lstm.x)),
-        ("lstm", "compiled", lambda: lstm.backward(
-            _compiled.lstm_sequence(lstm.project(), lstm.w_hh, lstm.h0, c0))),
+        ("lstm", "compiled", lambda: lstm.backward(_compiled.lstm_layer(
+            lstm.x.permute(1, 2, 0), lstm.w_ih, lstm.w_hh, lstm.bias, lstm.h0, c0))),
         ("lstm", "python loop", lambda: lstm.backward(
             ref.lstm_reference(lstm.project(), lstm.w_hh, lstm.h0, c0))),
-        ("lstm peephole", "compiled", lambda: lstm.backward(
-            _compiled.lstm_sequence(lstm.project(), lstm.w_hh, lstm.h0, c0, peep))),
+        ("lstm peephole", "compiled", lambda: lstm.backward(_compiled.lstm_layer(
+            lstm.x.permute(1, 2, 0), lstm.w_ih, lstm.w_hh, lstm.bias, lstm.h0, c0, peep))),
         ("lstm peephole", "python loop", lambda: lstm.backward(
             ref.lstm_reference(lstm.project(), lstm.w_hh, lstm.h0, c0, peep))),
     ]  # fmt: skip

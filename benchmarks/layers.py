@@ -117,9 +117,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--sizes", default="small,large")
     parser.add_argument("--out", help="write the JSON here instead of printing it")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1 by default: on a shared machine extra threads "
-                        "spin against other work and time that instead)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1 by default: on a shared machine extra threads "
+        "spin against other work and time that instead)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = run(args.repeats, args.sizes.split(","))

@@ -89,12 +89,64 @@ def test_layer_norm_cell(tmp_path):
 
 def test_airline_lstm(tmp_path):
     png = tmp_path / "figures" / "airline.png"
-    out = run_example("airline_lstm.py", "--epochs", 1, "--out", png, cwd=tmp_path / "run")
+    out = run_example(
+        "airline_lstm.py",
+        "--epochs",
+        1,
+        "--recommended-epochs",
+        2,
+        "--out",
+        png,
+        cwd=tmp_path / "run",
+    )
     assert "Total params: 362,701" in out
     assert "train X (105, 12, 1) Y (105, 1), test X (27, 12, 1) Y (27, 1)" in out
     (mse,) = numbers_after("test MSE (scaled data):", out)
     assert 0 <= mse < 1
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the recommended configuration, fit before 1960 and scored on 1960 beside the note's model
+    assert "fit on 1949-01 .. 1959-12 (132 months), forecast 1960-01 .. 1960-12" in out
+    assert "the last 27 windows, targets 1958-10 .. 1960-12" in out
+    assert "Forecaster(model='deep_rnn', window=24, horizon=12, season=12" in out
+    table = out.split("last 12 months (1960)")[1].strip().splitlines()
+    assert table[0].split() == ["MAPE", "%", "MAE", "RMSE", "MASE"]
+    rows = {line[:34].strip(): [float(v) for v in line[34:].split()] for line in table[1:]}
+    assert list(rows) == [
+        "note's LSTM(300), 1 month ahead",
+        "recommended deep_rnn, 1-12 ahead",
+        "seasonal naive (1959 repeated)",
+    ]
+    assert all(len(v) == 4 and all(x >= 0 for x in v) for v in rows.values())
+    # seasonal naive needs no training: its 1960 scores are fixed
+    assert rows["seasonal naive (1959 repeated)"] == [9.99, 47.83, 50.71, 1.571]
+
+
+def test_airline_lstm_recipe_only_and_select(tmp_path):
+    out = run_example(
+        "airline_lstm.py",
+        "--epochs",
+        1,
+        "--skip-recommended",
+        "--out",
+        tmp_path / "a.png",
+        cwd=tmp_path / "run",
+    )
+    assert "test MSE (scaled data):" in out
+    assert "recommended" not in out
+    out = run_example(
+        "airline_lstm.py",
+        "--select",
+        "--select-seeds",
+        0,
+        "--recommended-epochs",
+        1,
+        cwd=tmp_path / "select",
+    )
+    assert "validation on 1949-01 .. 1959-12 only" in out
+    table = out.split("validation MASE (mean over seeds), best first")[1]
+    for model in ("linear", "simple_rnn", "deep_rnn", "lstm", "gru", "seasonal_naive"):
+        assert model in table
+    assert "1960" not in table
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))

@@ -119,6 +119,8 @@ def test_last_time_step_mse_is_a_training_metric():
         ({"metrics": ["r2"]}, "unknown metric 'r2'"),
         ({"clip_norm": 1.0, "clip_value": 1.0}, "either `clip_norm` or `clip_value`"),
         ({"early_stopping": 3}, "early stopping watches val_loss"),
+        ({"trainer": "keras"}, "unknown trainer 'keras'"),
+        ({"threads": 0}, "`threads` must be a positive integer"),
     ],
 )
 def test_fit_rejects_bad_settings(kwargs, message):
@@ -134,3 +136,55 @@ def test_fit_rejects_bad_arrays():
     x[0, 0, 0] = np.nan
     with pytest.raises(SeqcastError, match="contains NaN"):
         linear_model().fit(x, y, verbose=False)
+
+
+def test_lean_and_lightning_engines_train_alike():
+    # Same data, seed and settings: the two engines give the same history keys, losses of
+    # the same size (their batch orders differ), and neither writes files.
+    x, y = data()
+    val = data(64, seed=1)
+    histories = {}
+    for trainer in ("lean", "lightning"):
+        model = linear_model()
+        histories[trainer] = model.fit(
+            x, y, epochs=4, validation_data=val, metrics=["mae"], lr=0.05, seed=0,
+            verbose=False, trainer=trainer,
+        )  # fmt: skip
+    lean, lightning = histories["lean"].history, histories["lightning"].history
+    assert set(lean) == set(lightning) == {"loss", "mae", "val_loss", "val_mae"}
+    assert lean["val_loss"][-1] < lean["val_loss"][0]
+    assert lean["val_loss"][-1] == pytest.approx(lightning["val_loss"][-1], rel=0.3)
+
+
+def test_small_cpu_models_train_on_one_thread_and_the_setting_is_restored():
+    from seqcast import training
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = linear_model()
+
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return self.inner(x)
+
+    x, y = data(64)
+    before = torch.get_num_threads()
+    settings = training.TrainSettings(epochs=1, progress=False, seed=0)
+    training.fit_arrays(Probe(), x, y, settings)
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == before
+    seen.clear()
+    training.fit_arrays(Probe(), x, y, training.TrainSettings(epochs=1, progress=False, threads=2))
+    assert set(seen) == {2}
+    assert torch.get_num_threads() == before
+
+
+def test_lean_progress_prints_one_line_per_epoch(capsys):
+    x, y = data(64)
+    linear_model().fit(x, y, epochs=2, seed=0, verbose=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split()[1] for ln in lines] == ["1/2", "2/2"]
+    assert "loss" in lines[0]

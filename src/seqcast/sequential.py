@@ -160,10 +160,14 @@ class Sequential(Layer):
         seed: int | None = None,
         shuffle: bool = True,
         verbose: bool = True,
+        trainer: str = "auto",
+        threads: int | None = None,
     ) -> training.History:
         """Train on arrays as Keras' `model.fit` does; returns a `History` of per-epoch losses
         and metrics (`history.history["val_loss"]`). Metrics: "mse", "mae",
-        "last_time_step_mse" or callables f(y_true, y_pred)."""
+        "last_time_step_mse" or callables f(y_true, y_pred). `trainer`: "lean" (a plain
+        loop, the default on one device), "lightning", or "auto". `threads`: torch intra-op
+        threads while training (default: one for CPU models under a million parameters)."""
         self._check_built()
         settings = training.TrainSettings(
             epochs=epochs,
@@ -177,6 +181,8 @@ class Sequential(Layer):
             seed=seed,
             shuffle=shuffle,
             progress=verbose,
+            trainer=trainer,
+            threads=threads,
         )
         self._fit_loss = loss
         self._fit_metrics = list(metrics or [])

@@ -153,6 +153,34 @@ def test_compiled_and_loop_paths_agree(name):
         torch.testing.assert_close(a, b, **TOL)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"use_bias": False}, {"peephole": True, "recurrent_dropout": 0.3}],
+    ids=["plain", "no_bias", "peephole_masked"],
+)
+def test_stacked_compiled_lstms_hand_on_step_major_views_exactly(options):
+    # The compiled LSTM passes its output on as a (B, T, H) view of (T, H, B) memory; the next
+    # layer reads it without a copy. Outputs and all gradients must equal the Python loop's.
+    if not _compiled.available():
+        pytest.skip("compiled kernels unavailable (no C++ compiler)")
+    first = LSTM(4, return_sequences=True, **options)
+    second = LSTM(3, return_sequences=True, return_state=True, **options)
+    x = torch.randn(5, 7, 2, dtype=D)
+    model = torch.nn.Sequential(first, second).double().train()
+    model(x)
+    results = []
+    for implementation in ("loop", "compiled"):
+        first.implementation = second.implementation = implementation
+        torch.manual_seed(0)  # the same recurrent-dropout masks on both paths
+        xg = x.clone().requires_grad_()
+        out, h, c = model(xg)
+        loss = (out * torch.linspace(-1, 1, out.numel(), dtype=D).view_as(out)).sum()
+        loss = loss + (h**2).sum() + (c**3).sum()
+        results.append([out, h, c, *torch.autograd.grad(loss, [xg, *model.parameters()])])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+
+
 @pytest.mark.parametrize("name", CELLS)
 def test_gradcheck_every_cell(name):
     """float64 gradcheck of one step w.r.t. input, states and every parameter."""

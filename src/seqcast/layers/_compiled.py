@@ -44,6 +44,7 @@ from seqcast.errors import check_choice
 __all__ = [
     "available",
     "lstm_sequence",
+    "lstm_layer",
     "gru_sequence",
     "simple_rnn_sequence",
     "ln_simple_rnn_sequence",
@@ -84,7 +85,7 @@ def _build() -> bool:
                 is_python_module=False,
                 verbose=False,
             )
-            return hasattr(torch.ops.seqcast_rnn, "lstm_forward")
+            return hasattr(torch.ops.seqcast_rnn, "lstm_layer_forward")
         except Exception as exc:  # no compiler, no ninja, a failed build: fall back, never raise
             failure = exc
             _log.debug("seqcast: building %s with %s failed", _SOURCE, cflags, exc_info=True)
@@ -146,22 +147,59 @@ def _needs(ctx, index: int, grad: Tensor) -> Tensor | None:
 # -- LSTM ---------------------------------------------------------------------------------------
 
 
-class _LSTMSequence(torch.autograd.Function):
+class _LSTMLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xproj, w_hh, h0, c0, peephole, rmask):
-        out, h_n, c_n, cs, gates = _ops().lstm_forward(xproj, w_hh, h0, c0, peephole, rmask)
-        ctx.save_for_backward(w_hh, h0, c0, peephole, rmask, out, cs, gates)
+    def forward(ctx, xs, w_ih, w_hh, bias, h0, c0, peephole, rmask):
+        out, h_n, c_n, cs, gates, u = _ops().lstm_layer_forward(
+            xs, w_ih, w_hh, bias, h0, c0, peephole, rmask
+        )
+        ctx.save_for_backward(w_ih, w_hh, c0, peephole, rmask, cs, gates, u)
         return out, h_n, c_n
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dh_n, dc_n):
-        w_hh, h0, c0, peephole, rmask, out, cs, gates = ctx.saved_tensors
-        dx, dw, dh0, dc0, dpeep = torch.ops.seqcast_rnn.lstm_backward(
-            *_grads(dout, dh_n, dc_n), w_hh, h0, c0, peephole, rmask, out, cs, gates
-        )
-        grads = (dx, dw, dh0, dc0, dpeep)  # dpeep: zeros when peephole is None (not needed)
+        w_ih, w_hh, c0, peephole, rmask, cs, gates, u = ctx.saved_tensors
+        grads = torch.ops.seqcast_rnn.lstm_layer_backward(
+            *_grads(dout, dh_n, dc_n), w_ih, w_hh, c0, peephole, rmask, cs, gates, u
+        )  # dxs, dw_ih, dw_hh, dbias, dh0, dc0, dpeep
         return (*(_needs(ctx, i, g) for i, g in enumerate(grads)), None)
+
+
+def lstm_layer(
+    xs: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    bias: Tensor | None,
+    h0: Tensor,
+    c0: Tensor,
+    peephole: Tensor | None = None,
+    rmask: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""A whole LSTM layer, input projection included, step-major; gate order i, f, g, o.
+
+    .. math::
+        z &= W_{ih} x_t + b + W_{hh} (h_{t-1} \odot m) \\
+        i &= \sigma(z_i + p_i \odot c_{t-1}), \quad f = \sigma(z_f + p_f \odot c_{t-1}),
+        \quad g = \tanh(z_g) \\
+        c_t &= f \odot c_{t-1} + i \odot g, \quad
+        o = \sigma(z_o + p_o \odot c_t), \quad h_t = o \odot \tanh(c_t)
+
+    xs (T, F, B) (batch innermost: a step's elementwise pass runs over contiguous batch rows),
+    w_ih (4H, F), w_hh (4H, H), bias (4H,) or None, h0 and c0 (B, H), peephole (3, H) with
+    rows p_i, p_f, p_o or None (p = 0), rmask (B, H) or None. Returns out (T, H, B), h_T and
+    c_T (B, H). One autograd node; its backward gives dxs, dW_ih, dW_hh, db, dh0, dc0, dp.
+    """
+    args = (xs, w_ih, w_hh, bias, h0, c0, peephole, rmask)
+    if not torch.is_grad_enabled() or not any(
+        t is not None and t.requires_grad for t in args
+    ):  # inference: the op alone, without an autograd node (a third of a small call's time)
+        out, h_n, c_n, *_ = _ops().lstm_layer_forward(*(_c(t) for t in args))
+        return out, h_n, c_n
+    return _LSTMLayer.apply(
+        xs.contiguous(), w_ih.contiguous(), w_hh.contiguous(), _c(bias), h0.contiguous(),
+        c0.contiguous(), _c(peephole), _c(rmask),
+    )  # fmt: skip
 
 
 def lstm_sequence(
@@ -172,22 +210,12 @@ def lstm_sequence(
     peephole: Tensor | None = None,
     rmask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    r"""LSTM over a whole sequence; gate order i, f, g, o (torch's). Returns (out, h_T, c_T).
-
-    .. math::
-        z &= x^{proj}_t + (h_{t-1} \odot m) W_{hh}^T \\
-        i &= \sigma(z_i + p_i \odot c_{t-1}), \quad f = \sigma(z_f + p_f \odot c_{t-1}),
-        \quad g = \tanh(z_g) \\
-        c_t &= f \odot c_{t-1} + i \odot g, \quad
-        o = \sigma(z_o + p_o \odot c_t), \quad h_t = o \odot \tanh(c_t)
-
-    xproj (B, T, 4H), w_hh (4H, H), h0 and c0 (B, H), peephole (3, H) with rows p_i, p_f, p_o
-    or None (p = 0), rmask (B, H) or None. out (B, T, H), h_T and c_T (B, H).
-    """
-    return _LSTMSequence.apply(
-        xproj.contiguous(), w_hh.contiguous(), h0.contiguous(), c0.contiguous(),
-        _c(peephole), _c(rmask),
-    )  # fmt: skip
+    """`lstm_layer` on an already projected, batch-first input: xproj (B, T, 4H) ->
+    out (B, T, H), h_T, c_T. (An identity input kernel: for references and tests; the layer
+    itself calls `lstm_layer`.)"""
+    eye = torch.eye(xproj.shape[-1], dtype=xproj.dtype, device=xproj.device)
+    out, h_n, c_n = lstm_layer(xproj.permute(1, 2, 0), eye, w_hh, None, h0, c0, peephole, rmask)
+    return out.permute(2, 0, 1), h_n, c_n
 
 
 # -- GRU ----------------------------------------------------------------------------------------

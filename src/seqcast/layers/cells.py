@@ -112,6 +112,13 @@ class RecurrentCell(Layer):
     ) -> tuple[Tensor, States] | None:
         return None
 
+    def run_compiled_steps(
+        self, x: Tensor, states: States, rmask: Tensor | None
+    ) -> tuple[Tensor, States] | None:
+        """Like `run_compiled`, from the inputs x (B, T, F) rather than their projection, for
+        kernels that work step-major (None when this cell has no such kernel)."""
+        return None
+
     def _recurrent(self, h: Tensor, rmask: Tensor | None) -> Tensor:
         return F.linear(h if rmask is None else h * rmask, self.weight_hh)
 
@@ -206,6 +213,16 @@ class LSTMCell(RecurrentCell):
             z, self.weight_hh, states[0], states[1], self.peephole_weight, rmask
         )
         return out, [h, c]
+
+    def run_compiled_steps(self, x, states, rmask):
+        # Step-major all the way: x.permute is free when x is the output of a stacked LSTM
+        # (a (B, T, H) view of (T, H, B) memory), and the output goes on as such a view, so
+        # stacked layers never transpose. The input projection runs inside the kernel.
+        out, h, c = _compiled.lstm_layer(
+            x.permute(1, 2, 0), self.weight_ih, self.weight_hh, self.bias,
+            states[0], states[1], self.peephole_weight, rmask,
+        )  # fmt: skip
+        return out.permute(2, 0, 1), [h, c]
 
     def extra_repr(self) -> str:
         return f"units={self.units}, peephole={self.peephole}"

@@ -35,6 +35,9 @@ class _NormParams:
         gain, shift = getattr(self, f"{name}_gain"), getattr(self, f"{name}_shift")
         return _layer_norm(x, gain, shift, self.epsilon)
 
+    def run_compiled_steps(self, x: Tensor, states: Any, rmask: Tensor | None) -> None:
+        return None  # the normalised cells' kernels (where they have one) take the projection
+
 
 class LayerNormSimpleRNNCell(_NormParams, SimpleRNNCell):
     r"""The Hands-on ML `LNSimpleRNNCell`: a linear SimpleRNN step, layer norm, then the

@@ -124,6 +124,10 @@ class RNN(Layer):
             return _fused.run_fused(cell, x, states)
         if not isinstance(cell, RecurrentCell):
             return self._custom_loop(x, states)
+        if path == "compiled":
+            result = cell.run_compiled_steps(x, states, rmask)
+            if result is not None:
+                return result
         z = cell.project_inputs(x)  # (B, T, F) -> (B, T, G*H), hoisted out of the loop
         if path == "compiled":
             result = cell.run_compiled(z, states, rmask)

@@ -2,7 +2,8 @@
 // per step. Built and loaded lazily by seqcast/layers/_compiled.py, which wraps each op pair in
 // a torch.autograd.Function.
 //
-// Conventions (all tensors batch-first, contiguous, float32 or float64, on the CPU):
+// Conventions (contiguous, float32 or float64, on the CPU; batch-first except the LSTM's, which
+// are step-major, see its section):
 //   xproj (B, T, G*H)  input projection of every step, input bias included
 //   w_hh  (G*H, H)     torch's layout: the recurrent product is hm @ w_hh^T
 //   rmask (B, H)       optional recurrent-dropout mask: hm = h * rmask feeds the recurrent
@@ -418,178 +419,331 @@ Tensor recurrent_weight_grad(const Tensor& dz, int64_t col0, int64_t cols, const
 }
 
 // ---------------------------------------------------------------------------------------------
-// LSTM (gate order i, f, g, o; optional peepholes p = (p_i, p_f, p_o) rows of a (3, H) tensor)
-//   z = xproj_t + hm_{t-1} W^T
+// LSTM layer (gate order i, f, g, o; optional peepholes p = (p_i, p_f, p_o), rows of (3, H)),
+// input projection included, so the whole layer is one autograd node:
+//   z_t = Wcat u_t + b,   Wcat = [W_hh | W_ih] (4H, H+F),   u_t = [hm_{t-1}; x_t] (H+F, B)
 //   i = σ(z_i + p_i c_{t-1}), f = σ(z_f + p_f c_{t-1}), g = tanh(z_g)
-//   c_t = f c_{t-1} + i g, o = σ(z_o + p_o c_t), h_t = o tanh(c_t)
-// Saved: gates (B, T, 4H) = activated (i, f, g, o); cs (B, T, H) = c_t.
+//   c_t = f c_{t-1} + i g, o = σ(z_o + p_o c_t), h_t = o tanh(c_t), hm_t = h_t m
+//
+// Layout: step-major, batch innermost. Inputs xs (T, F, B), outputs out and cs (T, H, B),
+// saved gates (T, 4H, B) = activated (i, f, g, o) and U (T, H+F, B) = every u_t (the forward
+// writes hm_t straight into u_{t+1}). A forward step is one matrix product and one elementwise
+// pass; a backward step two products, dU = Wcat^T dz_t (dL/dhm_{t-1} and dL/dx_t at once)
+// and dWcat += dz_t u_t^T, and one elementwise pass. The layer keeps this layout between
+// stacked layers (its output is a (B, T, H) view of (T, H, B) memory), so nothing is
+// transposed on the way.
+//
+// Batch columns never interact, so with several intra-op threads the batch is cut into
+// column blocks (multiples of 16 where possible) that run the whole time loop independently:
+// one fork and join per call rather than one per step. Weight gradients are summed per block
+// and added in block order, so results do not depend on the thread count's scheduling.
+//
+// Products go to BLAS directly: at batch 32 and 20 units a step's product takes about a
+// microsecond, as long as an ATen dispatch (through ATen when the BLAS symbols are absent).
 // ---------------------------------------------------------------------------------------------
 
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*,
+            const float*, const int*, const float*, const int*, const float*, float*,
+            const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*,
+            const double*, const int*, const double*, const int*, const double*, double*,
+            const int*) __attribute__((weak));
+}
+
+// Row-major C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta C; lda/ldb/ldc are row strides.
+// (Row-major X is column-major X^T, so BLAS computes C^T = op(B)^T op(A)^T.)
 template <typename T>
-struct LstmForwardStep {
-  int64_t H;
-  Rows<const T> x, pre, c_prev;  // xproj[:, t], hm_{t-1} W^T (B, 4H), c_{t-1}
-  const T* peep;                 // (3, H)
-  const T* mask;                 // (B, H)
-  Rows<T> gates, c, h;           // gates[:, t], cs[:, t], out[:, t]
-  T* hm;                         // (B, H): h_t * m for the next step's product
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
+          const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  const char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
+  const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(K);
+  const int la = static_cast<int>(ldb), lb = static_cast<int>(lda), lc = static_cast<int>(ldc);
+  const T one = T(1);
+  if constexpr (std::is_same_v<T, float>) {
+    if (sgemm_ != nullptr) return sgemm_(&ta, &tb, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
+  } else {
+    if (dgemm_ != nullptr) return dgemm_(&ta, &tb, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
+  }
+  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  const auto view = [&](const T* p, bool trans, int64_t rows, int64_t cols, int64_t ld) {
+    return trans ? at::from_blob(const_cast<T*>(p), {cols, rows}, {ld, 1}, options).t()
+                 : at::from_blob(const_cast<T*>(p), {rows, cols}, {ld, 1}, options);
+  };
+  Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, options);
+  const Tensor product = at::mm(view(A, trans_a, M, K, lda), view(B, trans_b, K, N, ldb));
+  if (beta == T(0)) {
+    c.copy_(product);
+  } else {
+    c.add_(product);
+  }
+}
+
+// Column blocks of the batch: one per thread when the call is large enough to pay for a fork
+// and join (about 16M multiply-adds: a 2-layer LSTM(20) step at batch 32 stays on one thread,
+// where a busy second core measured up to 100x slower through the join). Inside a block, BLAS
+// sees the OpenMP region and runs on the block's thread only.
+struct ColumnBlocks {
+  int64_t width, count;
+  ColumnBlocks(int64_t B, int64_t work_per_column) {
+    const int64_t threads = at::get_num_threads();
+    width = B;
+    if (threads > 1 && B >= 16 && work_per_column * B >= (int64_t(1) << 24)) {
+      const int64_t even = (B + threads - 1) / threads;
+      width = std::min(B, (even + 15) / 16 * 16);
+    }
+    count = (B + width - 1) / width;
+  }
+  template <typename F>
+  void run(int64_t B, const F& f) const {  // f(block index, b0, b1)
+    if (count == 1) return f(0, 0, B);
+    at::parallel_for(0, count, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) f(k, k * width, std::min(B, (k + 1) * width));
+    });
+  }
 };
 
 template <typename T>
-SEQCAST_INLINE void lstm_forward_row(int64_t H, const T* RESTRICT x, const T* RESTRICT pre,
-                                     const T* RESTRICT cp, const T* RESTRICT peep,
-                                     const T* RESTRICT m, T* RESTRICT g, T* RESTRICT c,
-                                     T* RESTRICT h, T* RESTRICT hm) {
-  for (int64_t j = 0; j < H; ++j) {
-    const T i = sigmoid(x[j] + pre[j] + peep[j] * cp[j]);
-    const T f = sigmoid(x[H + j] + pre[H + j] + peep[H + j] * cp[j]);
-    const T gg = tanh_(x[2 * H + j] + pre[2 * H + j]);
-    const T ct = f * cp[j] + i * gg;
-    const T o = sigmoid(x[3 * H + j] + pre[3 * H + j] + peep[2 * H + j] * ct);
-    const T ht = o * tanh_(ct);
-    g[j] = i;
-    g[H + j] = f;
-    g[2 * H + j] = gg;
-    g[3 * H + j] = o;
-    c[j] = ct;
-    h[j] = ht;
-    hm[j] = ht * m[j];
-  }
-}
-
-template <typename T>
-SEQCAST_SIMD void lstm_forward_step(const LstmForwardStep<T>& s, int64_t b0, int64_t b1) {
-  const int64_t H = s.H;
-  for (int64_t b = b0; b < b1; ++b) {
-    lstm_forward_row<T>(H, s.x.row(b), s.pre.row(b), s.c_prev.row(b), s.peep, s.mask + b * H,
-                        s.gates.row(b), s.c.row(b), s.h.row(b), s.hm + b * H);
-  }
-}
-
-template <typename T>
-struct LstmBackwardStep {
-  int64_t H;
-  Rows<const T> dout, gates, c, c_prev;  // dout[:, t], gates[:, t], cs[:, t], c_{t-1}
-  const T* peep;                         // (3, H)
-  const T* mask;                         // (B, H)
-  const T* dhm;                          // (B, H): dL/d(hm_t) from step t+1's product
-  T* carry;                              // (B, H): read, then zeroed (LSTM has no direct path)
-  T* dc;                                 // (B, H): dL/dc_t in, dL/dc_{t-1} out
-  Rows<T> dz;                            // dxproj[:, t] (B, 4H)
-  T* dpeep;                              // (3, H), accumulated
+struct LstmParams {
+  int64_t H, B;
+  const T* bias;  // (4H) or nullptr
+  const T* peep;  // (3H) or nullptr
+  const T* mask;  // (H, B) or nullptr
 };
 
+// One forward step's elementwise pass over columns [b0, b1). pre (4H, B) = Wcat u_t; cp, c,
+// h, hm (H, B); g (4H, B); hm may be nullptr (the last step).
 template <typename T>
-SEQCAST_INLINE void lstm_backward_row(int64_t H, const T* RESTRICT dout, const T* RESTRICT g,
-                                      const T* RESTRICT c, const T* RESTRICT cp,
-                                      const T* RESTRICT peep, const T* RESTRICT m,
-                                      const T* RESTRICT dhm, T* RESTRICT carry, T* RESTRICT dc,
-                                      T* RESTRICT dz, T* RESTRICT dpeep) {
+SEQCAST_SIMD void lstm_forward_columns(const LstmParams<T>& P, int64_t b0, int64_t b1,
+                                       const T* RESTRICT pre, const T* RESTRICT cp,
+                                       T* RESTRICT g, T* RESTRICT c, T* RESTRICT h,
+                                       T* RESTRICT hm) {
+  const int64_t H = P.H, B = P.B, n = H * B;
   for (int64_t j = 0; j < H; ++j) {
-    const T dh = dout[j] + carry[j] + m[j] * dhm[j];
-    const T i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
-    const T tc = tanh_(c[j]);
-    const T dzo = dh * tc * o * (T(1) - o);
-    const T dct = dc[j] + dh * o * (T(1) - tc * tc) + dzo * peep[2 * H + j];
-    const T dzi = dct * gg * i * (T(1) - i);
-    const T dzf = dct * cp[j] * f * (T(1) - f);
-    const T dzg = dct * i * (T(1) - gg * gg);
-    dc[j] = dct * f + dzi * peep[j] + dzf * peep[H + j];
-    carry[j] = T(0);
-    dz[j] = dzi;
-    dz[H + j] = dzf;
-    dz[2 * H + j] = dzg;
-    dz[3 * H + j] = dzo;
-    dpeep[j] += dzi * cp[j];
-    dpeep[H + j] += dzf * cp[j];
-    dpeep[2 * H + j] += dzo * c[j];
+    const T bi = P.bias ? P.bias[j] : T(0), bf = P.bias ? P.bias[H + j] : T(0);
+    const T bg = P.bias ? P.bias[2 * H + j] : T(0), bo = P.bias ? P.bias[3 * H + j] : T(0);
+    const T pi = P.peep ? P.peep[j] : T(0), pf = P.peep ? P.peep[H + j] : T(0);
+    const T po = P.peep ? P.peep[2 * H + j] : T(0);
+    const int64_t r = j * B;
+#pragma omp simd
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t e = r + b;
+      const T i = sigmoid(pre[e] + bi + pi * cp[e]);
+      const T f = sigmoid(pre[n + e] + bf + pf * cp[e]);
+      const T gg = tanh_(pre[2 * n + e] + bg);
+      const T ct = f * cp[e] + i * gg;
+      const T o = sigmoid(pre[3 * n + e] + bo + po * ct);
+      g[e] = i;
+      g[n + e] = f;
+      g[2 * n + e] = gg;
+      g[3 * n + e] = o;
+      c[e] = ct;
+      h[e] = o * tanh_(ct);
+    }
+    if (hm != nullptr) {
+      const T* RESTRICT m = P.mask;
+#pragma omp simd
+      for (int64_t b = b0; b < b1; ++b) hm[r + b] = m ? h[r + b] * m[r + b] : h[r + b];
+    }
   }
 }
+
+// One backward step's elementwise pass over columns [b0, b1). dhm (H, B): dL/d(hm_t) from
+// step t+1 (rows [0, H) of dU); carry: dh_T, zeroed after use; dc: dL/dc_t in, dL/dc_{t-1}
+// out; dz (4H, B) out. db (4H) and dp (3H): this column block's running sums.
+template <typename T>
+SEQCAST_SIMD void lstm_backward_columns(const LstmParams<T>& P, int64_t b0, int64_t b1,
+                                        const T* RESTRICT dout, const T* RESTRICT dhm,
+                                        const T* RESTRICT g, const T* RESTRICT c,
+                                        const T* RESTRICT cp, T* RESTRICT carry,
+                                        T* RESTRICT dc, T* RESTRICT dz, T* RESTRICT db,
+                                        T* RESTRICT dp) {
+  const int64_t H = P.H, B = P.B, n = H * B;
+  const T* RESTRICT m = P.mask;
+  for (int64_t j = 0; j < H; ++j) {
+    const T pi = P.peep ? P.peep[j] : T(0), pf = P.peep ? P.peep[H + j] : T(0);
+    const T po = P.peep ? P.peep[2 * H + j] : T(0);
+    const int64_t r = j * B;
+    T si = 0, sf = 0, sg = 0, so = 0, spi = 0, spf = 0, spo = 0;
+#pragma omp simd reduction(+ : si, sf, sg, so, spi, spf, spo)
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t e = r + b;
+      const T dh = dout[e] + carry[e] + (m ? m[e] : T(1)) * dhm[e];
+      const T i = g[e], f = g[n + e], gg = g[2 * n + e], o = g[3 * n + e];
+      const T tc = tanh_(c[e]);
+      const T dzo = dh * tc * o * (T(1) - o);
+      const T dct = dc[e] + dh * o * (T(1) - tc * tc) + dzo * po;
+      const T dzi = dct * gg * i * (T(1) - i);
+      const T dzf = dct * cp[e] * f * (T(1) - f);
+      const T dzg = dct * i * (T(1) - gg * gg);
+      dc[e] = dct * f + dzi * pi + dzf * pf;
+      carry[e] = T(0);
+      dz[e] = dzi;
+      dz[n + e] = dzf;
+      dz[2 * n + e] = dzg;
+      dz[3 * n + e] = dzo;
+      si += dzi;
+      sf += dzf;
+      sg += dzg;
+      so += dzo;
+      spi += dzi * cp[e];
+      spf += dzf * cp[e];
+      spo += dzo * c[e];
+    }
+    db[j] += si;
+    db[H + j] += sf;
+    db[2 * H + j] += sg;
+    db[3 * H + j] += so;
+    dp[j] += spi;
+    dp[H + j] += spf;
+    dp[2 * H + j] += spo;
+  }
+}
+
+// (B, W) -> (W, B) contiguous (and back); a copy, never a view, so the result may be written.
+Tensor batch_last(const Tensor& m) { return m.t().clone(at::MemoryFormat::Contiguous); }
 
 template <typename T>
-SEQCAST_SIMD void lstm_backward_step(const LstmBackwardStep<T>& s, int64_t b0, int64_t b1) {
-  const int64_t H = s.H;
-  for (int64_t b = b0; b < b1; ++b) {
-    lstm_backward_row<T>(H, s.dout.row(b), s.gates.row(b), s.c.row(b), s.c_prev.row(b), s.peep,
-                         s.mask + b * H, s.dhm + b * H, s.carry + b * H, s.dc + b * H,
-                         s.dz.row(b), s.dpeep);
-  }
+const T* ptr_or_null(const OptTensor& t) {
+  return t.has_value() && t->defined() ? t->data_ptr<T>() : nullptr;
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
-    const Tensor& xproj, const Tensor& w_hh, const Tensor& h0, const Tensor& c0,
-    const OptTensor& peephole, const OptTensor& rmask) {
-  const Dims d = check_inputs(xproj, w_hh, h0, 4, "lstm_sequence");
-  const int64_t B = d.B, T = d.T, H = d.H;
-  const Tensor c0_ = or_default(c0, at::zeros_like(h0), "c0");
-  const Tensor peep = or_default(peephole, at::zeros({3, H}, h0.options()), "peephole");
-  const Tensor mask = mask_or_ones(rmask, h0);
-  Tensor out = empty_buffer({B, T, H}, xproj.options());
-  Tensor cs = empty_buffer({B, T, H}, xproj.options());
-  Tensor gates = empty_buffer({B, T, 4 * H}, xproj.options());
-  Tensor pre = at::empty({B, 4 * H}, xproj.options());
-  Tensor hm = h0 * mask;
-  const Tensor w_t = w_hh.t();
-  const FlushDenormals flush(xproj.scalar_type(), may_use_threads(B, 4 * H, H));
-  AT_DISPATCH_FLOATING_TYPES(xproj.scalar_type(), "lstm_forward", [&] {
-    using T_ = scalar_t;
-    for (int64_t t = 0; t < T; ++t) {
-      at::mm_out(pre, hm, w_t);
-      const LstmForwardStep<T_> s{H,
-                                  step_rows<const T_>(xproj, t),
-                                  matrix_rows<const T_>(pre),
-                                  previous_state<const T_>(c0_, cs, t),
-                                  peep.data_ptr<T_>(),
-                                  mask.data_ptr<T_>(),
-                                  step_rows<T_>(gates, t),
-                                  step_rows<T_>(cs, t),
-                                  step_rows<T_>(out, t),
-                                  hm.data_ptr<T_>()};
-      for_rows(B, 4 * H, [&](int64_t b0, int64_t b1) { lstm_forward_step<T_>(s, b0, b1); });
-    }
-  });
-  return {out, out.select(1, T - 1).clone(), cs.select(1, T - 1).clone(), cs, gates};
+void check_lstm_layer(const Tensor& xs, const Tensor& w_ih, const Tensor& w_hh,
+                      const OptTensor& bias, const Tensor& h0, const Tensor& c0,
+                      const OptTensor& peephole, const OptTensor& rmask) {
+  TORCH_CHECK(xs.dim() == 3, "lstm_layer: xs must be (time, features, batch), got ", xs.sizes());
+  TORCH_CHECK(xs.scalar_type() == at::kFloat || xs.scalar_type() == at::kDouble,
+              "lstm_layer: float32 or float64 only, got ", xs.scalar_type());
+  const int64_t T = xs.size(0), F = xs.size(1), B = xs.size(2), H = w_hh.size(-1);
+  TORCH_CHECK(T >= 1, "lstm_layer: the sequence must have at least one step");
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) == 4 * H,
+              "lstm_layer: w_hh must be (4*units, units), got ", w_hh.sizes());
+  TORCH_CHECK(w_ih.dim() == 2 && w_ih.size(0) == 4 * H && w_ih.size(1) == F,
+              "lstm_layer: w_ih must be (4*units, features) = (", 4 * H, ", ", F, "), got ",
+              w_ih.sizes());
+  TORCH_CHECK(h0.dim() == 2 && h0.size(0) == B && h0.size(1) == H,
+              "lstm_layer: h0 must be (batch, units) = (", B, ", ", H, "), got ", h0.sizes());
+  TORCH_CHECK(c0.sizes() == h0.sizes(), "lstm_layer: c0 must be (batch, units) = (", B, ", ",
+              H, "), got ", c0.sizes());
+  const auto check = [&](const Tensor& t, at::IntArrayRef shape, const char* what) {
+    TORCH_CHECK(t.sizes() == shape, "lstm_layer: ", what, " must have shape ", shape, ", got ",
+                t.sizes());
+    TORCH_CHECK(t.scalar_type() == xs.scalar_type(), "lstm_layer: all tensors must have dtype ",
+                xs.scalar_type());
+    TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(),
+                "lstm_layer: tensors must be contiguous on the CPU");
+  };
+  check(xs, xs.sizes(), "xs");
+  check(w_ih, w_ih.sizes(), "w_ih");
+  check(w_hh, w_hh.sizes(), "w_hh");
+  check(h0, h0.sizes(), "h0");
+  check(c0, c0.sizes(), "c0");
+  if (bias.has_value() && bias->defined()) check(*bias, {4 * H}, "bias");
+  if (peephole.has_value() && peephole->defined()) check(*peephole, {3, H}, "peephole");
+  if (rmask.has_value() && rmask->defined()) check(*rmask, {B, H}, "rmask");
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
-    const Tensor& dout, const Tensor& dh_n, const Tensor& dc_n, const Tensor& w_hh,
-    const Tensor& h0, const Tensor& c0, const OptTensor& peephole, const OptTensor& rmask,
-    const Tensor& out, const Tensor& cs, const Tensor& gates) {
-  const int64_t B = out.size(0), T = out.size(1), H = out.size(2);
-  const Tensor peep = or_default(peephole, at::zeros({3, H}, h0.options()), "peephole");
-  const Tensor mask = mask_or_ones(rmask, h0);
-  Tensor dz = empty_buffer({B, T, 4 * H}, out.options());
-  Tensor carry = dh_n.clone();
-  Tensor dhm = at::zeros_like(h0);
-  Tensor dc = dc_n.clone();
-  Tensor dpeep = at::zeros({at::get_num_threads(), 3, H}, out.options());  // per-thread sums
-  const FlushDenormals flush(out.scalar_type(), may_use_threads(B, 4 * H, H));
-  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "lstm_backward", [&] {
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_forward(
+    const Tensor& xs, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& bias,
+    const Tensor& h0, const Tensor& c0, const OptTensor& peephole, const OptTensor& rmask) {
+  check_lstm_layer(xs, w_ih, w_hh, bias, h0, c0, peephole, rmask);
+  const int64_t T = xs.size(0), F = xs.size(1), B = xs.size(2), H = w_hh.size(-1);
+  const int64_t n = H * B, R = H + F;  // R: rows of u_t
+  const bool masked = rmask.has_value() && rmask->defined();
+  const Tensor wcat = at::cat({w_hh, w_ih}, 1);
+  const Tensor mask = masked ? batch_last(*rmask) : Tensor();
+  const Tensor c0_t = batch_last(c0);
+  Tensor u = empty_buffer({T, R, B}, xs.options());
+  u.narrow(1, H, F).copy_(xs);
+  Tensor hm0 = u.select(0, 0).narrow(0, 0, H);
+  hm0.copy_(h0.t());
+  if (masked) hm0.mul_(mask);
+  Tensor out = empty_buffer({T, H, B}, xs.options());
+  Tensor cs = empty_buffer({T, H, B}, xs.options());
+  Tensor gates = empty_buffer({T, 4 * H, B}, xs.options());
+  Tensor pre = at::empty({4 * H, B}, xs.options());
+  const ColumnBlocks blocks(B, T * 4 * H * R);
+  const FlushDenormals flush(xs.scalar_type(), blocks.count > 1 || may_use_threads(B, 4 * H, R));
+  AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "lstm_layer_forward", [&] {
     using T_ = scalar_t;
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const LstmBackwardStep<T_> s{H,
-                                   step_rows<const T_>(dout, t),
-                                   step_rows<const T_>(gates, t),
-                                   step_rows<const T_>(cs, t),
-                                   previous_state<const T_>(c0, cs, t),
-                                   peep.data_ptr<T_>(),
-                                   mask.data_ptr<T_>(),
-                                   dhm.data_ptr<T_>(),
-                                   carry.data_ptr<T_>(),
-                                   dc.data_ptr<T_>(),
-                                   step_rows<T_>(dz, t),
-                                   dpeep.data_ptr<T_>()};
-      for_rows(B, 4 * H, [&](int64_t b0, int64_t b1) {
-        LstmBackwardStep<T_> part = s;
-        part.dpeep += thread_slot(dpeep.size(0)) * 3 * H;
-        lstm_backward_step<T_>(part, b0, b1);
-      });
-      at::mm_out(dhm, dz.select(1, t), w_hh);
-    }
+    const LstmParams<T_> P{H, B, ptr_or_null<T_>(bias), ptr_or_null<T_>(peephole),
+                           masked ? mask.data_ptr<T_>() : nullptr};
+    const T_* W = wcat.data_ptr<T_>();
+    T_* U = u.data_ptr<T_>();
+    T_* Z = pre.data_ptr<T_>();
+    blocks.run(B, [&](int64_t, int64_t b0, int64_t b1) {
+      for (int64_t t = 0; t < T; ++t) {
+        gemm<T_>(false, false, 4 * H, b1 - b0, R, W, R, U + t * R * B + b0, B, T_(0), Z + b0, B);
+        const T_* cp = t == 0 ? c0_t.data_ptr<T_>() : cs.data_ptr<T_>() + (t - 1) * n;
+        T_* hm = t + 1 < T ? U + (t + 1) * R * B : nullptr;
+        lstm_forward_columns<T_>(P, b0, b1, Z, cp, gates.data_ptr<T_>() + t * 4 * n,
+                                 cs.data_ptr<T_>() + t * n, out.data_ptr<T_>() + t * n, hm);
+      }
+    });
   });
-  Tensor dh0 = carry + mask * dhm;
-  Tensor dw = recurrent_weight_grad(dz, 0, 4 * H, h0, out, rmask);
-  return {dz, dw, dh0, dc, dpeep.sum(0)};
+  return {out, batch_last(out.select(0, T - 1)), batch_last(cs.select(0, T - 1)), cs, gates, u};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_backward(
+    const Tensor& dout, const Tensor& dh_n, const Tensor& dc_n, const Tensor& w_ih,
+    const Tensor& w_hh, const Tensor& c0, const OptTensor& peephole, const OptTensor& rmask,
+    const Tensor& cs, const Tensor& gates, const Tensor& u) {
+  const int64_t T = cs.size(0), H = cs.size(1), B = cs.size(2), F = w_ih.size(1);
+  const int64_t n = H * B, R = H + F;
+  const bool masked = rmask.has_value() && rmask->defined();
+  const Tensor wcat = at::cat({w_hh, w_ih}, 1);
+  const Tensor mask = masked ? batch_last(*rmask) : Tensor();
+  const Tensor c0_t = batch_last(c0);
+  const ColumnBlocks blocks(B, T * 4 * H * R);
+  const auto opts = cs.options();
+  Tensor carry = batch_last(dh_n);
+  Tensor dc = batch_last(dc_n);
+  Tensor du = at::zeros({R, B}, opts);  // rows [0, H): dL/dhm_t; [H, R): dL/dx_t
+  Tensor dz = at::empty({4 * H, B}, opts);
+  Tensor dxs = at::empty({T, F, B}, opts);
+  Tensor dwcat = at::zeros({blocks.count, 4 * H, R}, opts);  // per column block
+  Tensor dbias = at::zeros({blocks.count, 4 * H}, opts);
+  Tensor dpeep = at::zeros({blocks.count, 3 * H}, opts);
+  const FlushDenormals flush(cs.scalar_type(), blocks.count > 1 || may_use_threads(B, 4 * H, R));
+  AT_DISPATCH_FLOATING_TYPES(cs.scalar_type(), "lstm_layer_backward", [&] {
+    using T_ = scalar_t;
+    const LstmParams<T_> P{H, B, nullptr, ptr_or_null<T_>(peephole),
+                           masked ? mask.data_ptr<T_>() : nullptr};
+    const T_* W = wcat.data_ptr<T_>();
+    const T_* U = u.data_ptr<T_>();
+    T_* DU = du.data_ptr<T_>();
+    T_* DZ = dz.data_ptr<T_>();
+    blocks.run(B, [&](int64_t k, int64_t b0, int64_t b1) {
+      const int64_t nb = b1 - b0;
+      T_* dw = dwcat.data_ptr<T_>() + k * 4 * H * R;
+      T_* db = dbias.data_ptr<T_>() + k * 4 * H;
+      T_* dp = dpeep.data_ptr<T_>() + k * 3 * H;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const T_* cp = t == 0 ? c0_t.data_ptr<T_>() : cs.data_ptr<T_>() + (t - 1) * n;
+        lstm_backward_columns<T_>(P, b0, b1, dout.data_ptr<T_>() + t * n, DU,
+                                  gates.data_ptr<T_>() + t * 4 * n, cs.data_ptr<T_>() + t * n,
+                                  cp, carry.data_ptr<T_>(), dc.data_ptr<T_>(), DZ, db, dp);
+        const T_* Ut = U + t * R * B;
+        // dU = Wcat^T dz_t, then dWcat += dz_t u_t^T
+        gemm<T_>(true, false, R, nb, 4 * H, W, R, DZ + b0, B, T_(0), DU + b0, B);
+        gemm<T_>(false, true, 4 * H, R, nb, DZ + b0, B, Ut + b0, B, T_(1), dw, R);
+        T_* dx = dxs.data_ptr<T_>() + t * F * B;
+        for (int64_t f = 0; f < F; ++f) {
+          std::memcpy(dx + f * B + b0, DU + (H + f) * B + b0, sizeof(T_) * nb);
+        }
+      }
+    });
+  });
+  Tensor dhm = du.narrow(0, 0, H);
+  Tensor dh0 = batch_last(masked ? carry + mask * dhm : carry + dhm);
+  Tensor dw = dwcat.sum(0);
+  return {dxs,
+          dw.narrow(1, H, F).contiguous(),
+          dw.narrow(1, 0, H).contiguous(),
+          dbias.sum(0),
+          dh0,
+          batch_last(dc),
+          dpeep.sum(0).view({3, H})};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1182,14 +1336,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> ln_simple_rnn_backward(
 TORCH_LIBRARY(seqcast_rnn, m) {
   using namespace seqcast_rnn;
   m.def(
-      "lstm_forward(Tensor xproj, Tensor w_hh, Tensor h0, Tensor c0, Tensor? peephole, "
-      "Tensor? rmask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
-      &lstm_forward);
+      "lstm_layer_forward(Tensor xs, Tensor w_ih, Tensor w_hh, Tensor? bias, Tensor h0, "
+      "Tensor c0, Tensor? peephole, Tensor? rmask) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
+      &lstm_layer_forward);
   m.def(
-      "lstm_backward(Tensor dout, Tensor dh_n, Tensor dc_n, Tensor w_hh, Tensor h0, Tensor c0, "
-      "Tensor? peephole, Tensor? rmask, Tensor out, Tensor cs, Tensor gates) "
-      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)",
-      &lstm_backward);
+      "lstm_layer_backward(Tensor dout, Tensor dh_n, Tensor dc_n, Tensor w_ih, Tensor w_hh, "
+      "Tensor c0, Tensor? peephole, Tensor? rmask, Tensor cs, Tensor gates, Tensor u) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
+      &lstm_layer_backward);
   m.def(
       "gru_forward(Tensor xproj, Tensor w_hh, Tensor h0, Tensor? b_hh, bool reset_after, "
       "Tensor? rmask) -> (Tensor, Tensor, Tensor, Tensor)",
