@@ -1,6 +1,7 @@
 """seqcast against its peers on one task, side by side: PyTorch, Keras 3, Darts, NeuralForecast.
 
     python benchmarks/peers.py --out benchmarks/peers.json
+    python benchmarks/peers.py --threads 0 --out benchmarks/peers_default_threads.json
     options: --models lstm,gru,ln_rnn,peephole_lstm  --epochs 5  --samples 10000  --threads 1
              --peers seqcast,torch,keras,darts,neuralforecast
 
@@ -16,7 +17,8 @@ forecast after the 50th input step against `series[:, 50:60]`.
 
 Peers, each (model, peer) run in its own subprocess (this script with `--worker`) so TensorFlow
 and torch never share a process, all with `--threads` threads (torch intra- and inter-op,
-TensorFlow intra- and inter-op, OMP/MKL):
+TensorFlow intra- and inter-op, OMP/MKL; 0 leaves every framework at its default, which is what
+a user gets: seqcast then trains models under a million parameters on one thread by itself):
   seqcast         the public API: `Sequential([...]).fit(...)`, `history.seconds_per_epoch`
   torch           a plain PyTorch loop: nn.LSTM / nn.GRU(num_layers=2) + nn.Linear on every step
   keras           Keras 3 on TensorFlow-CPU, `model.fit`, the defaults a user gets (jit_compile)
@@ -77,7 +79,8 @@ UNSUPPORTED = {
 
 #: what a reader must know about each peer's run beside the timing
 NOTES = {
-    "seqcast": "Sequential.fit (a Lightning loop); seq2seq loss over all 50 steps x 10 values",
+    "seqcast": "Sequential.fit (its lean single-device loop); seq2seq loss over all 50 steps "
+    "x 10 values",
     "torch": "plain PyTorch loop; seq2seq loss over all 50 steps x 10 values; torch.nn's own "
     "initialisation (seqcast and Keras use glorot/orthogonal) and two bias vectors per layer "
     "(b_ih + b_hh), hence more parameters",
@@ -130,6 +133,8 @@ def _timed(seconds: list[float], epochs: int) -> tuple[float, list[int]]:
 def _torch_threads(threads: int):
     import torch
 
+    if threads == 0:  # each framework's own default (seqcast then picks its own)
+        return torch
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(threads)
@@ -140,6 +145,8 @@ def _torch_threads(threads: int):
 
 def _threads_note(torch, threads: int) -> str:
     seen = torch.get_num_threads()
+    if threads == 0:
+        return f"; torch threads at their default, {seen} after training"
     return "" if seen == threads else f"; torch threads were {seen} after training, not {threads}"
 
 
@@ -244,8 +251,9 @@ def run_keras(model: str, d: dict, epochs: int, threads: int) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
 
     keras.utils.set_random_seed(SEED)
@@ -312,8 +320,10 @@ def run_keras(model: str, d: dict, epochs: int, threads: int) -> dict[str, Any]:
         tf.config.threading.get_intra_op_parallelism_threads(),
         tf.config.threading.get_inter_op_parallelism_threads(),
     )
-    if seen != (threads, threads):
+    if threads and seen != (threads, threads):
         note += f"; TF intra/inter-op threads were {seen}, not {threads}"
+    if not threads:
+        note += "; TF threads at their defaults (0 = TF picks)"
     if model == "ln_rnn":
         note += (
             "; ln_rnn: the study notes' LNSimpleRNNCell (SimpleRNNCell + LayerNormalization) "
@@ -550,12 +560,15 @@ def run_one(peer: str, model: str, args: argparse.Namespace, tmp: Path) -> dict[
         return row | {"reason": UNSUPPORTED[peer, model]}
     result = tmp / f"{peer}-{model}.json"
     t = str(args.threads)
-    env = {
-        **os.environ,
+    pinned = {
         "OMP_NUM_THREADS": t,
         "MKL_NUM_THREADS": t,
         "TF_NUM_INTRAOP_THREADS": t,
         "TF_NUM_INTEROP_THREADS": t,
+    }
+    env = {
+        **os.environ,
+        **(pinned if args.threads else {}),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONWARNINGS": "ignore",
     }
@@ -612,7 +625,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--samples", type=int, default=10000, help="series generated (10000)")
     parser.add_argument(
-        "--threads", type=int, default=1, help="threads for every peer (torch, TF, OMP)"
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for every peer (torch, TF, OMP); 0: each framework's own default",
     )
     parser.add_argument("--out", help="write the JSON list of results here")
     parser.add_argument(
@@ -627,8 +643,8 @@ def main() -> None:
         worker(args.worker, models[0], args.epochs, args.threads, args.data, args.result)
         return
     peers = _split(args.peers, PEERS, "peer", parser)
-    if args.epochs < 1 or args.threads < 1 or args.samples < 10:
-        parser.error("--epochs and --threads must be >= 1, --samples >= 10")
+    if args.epochs < 1 or args.threads < 0 or args.samples < 10:
+        parser.error("--epochs must be >= 1, --threads >= 0, --samples >= 10")
     print(
         f"{args.samples} series, {args.epochs} epochs, batch {BATCH}, {args.threads} thread(s) "
         "per peer, each run in its own process",

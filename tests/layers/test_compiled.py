@@ -268,3 +268,45 @@ def test_a_failed_build_logs_once_and_reports_unavailable(monkeypatch, caplog):
         assert _compiled.available() is False
         assert _compiled.available() is False
     assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
+
+
+def test_lstm_layer_column_blocks_on_threads_match_one_thread():
+    # Large calls split the batch into column blocks run on separate threads (each block's
+    # weight gradients summed, then added in block order); the result must not depend on it.
+    torch.manual_seed(0)
+    T, F, B, H = 40, 96, 48, 96  # T * 4H * (H + F) * B > 2^24: blocks when 2+ threads
+    args = [
+        torch.randn(T, F, B, dtype=D),
+        torch.randn(4 * H, F, dtype=D) * F**-0.5,
+        torch.randn(4 * H, H, dtype=D) * H**-0.5,
+        torch.randn(4 * H, dtype=D),
+        torch.randn(B, H, dtype=D),
+        torch.randn(B, H, dtype=D),
+        torch.randn(3, H, dtype=D),
+        _mask(B, H),
+    ]
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            leaves = [a.clone().requires_grad_(i < 7) for i, a in enumerate(args)]
+            out, h, c = _compiled.lstm_layer(*leaves)
+            (out.sum() + (h * c).sum()).backward()
+            results.append([out, h, c, *(leaves[i].grad for i in range(7))])
+    finally:
+        torch.set_num_threads(threads)
+    for one, two in zip(*results, strict=True):
+        torch.testing.assert_close(two, one, rtol=0, atol=1e-11)
+
+
+def test_lstm_layer_reports_mismatched_shapes():
+    x = torch.randn(3, 2, 4)  # (T, F, B)
+    w_ih, w_hh = torch.randn(8, 2), torch.randn(8, 2)
+    h0 = torch.zeros(4, 2)
+    with pytest.raises(RuntimeError, match="w_ih must be"):
+        _compiled.lstm_layer(x, torch.randn(8, 3), w_hh, None, h0, h0)
+    with pytest.raises(RuntimeError, match="h0 must be"):
+        _compiled.lstm_layer(x, w_ih, w_hh, None, torch.zeros(3, 2), h0)
+    with pytest.raises(RuntimeError, match="bias must have shape"):
+        _compiled.lstm_layer(x, w_ih, w_hh, torch.zeros(7), h0, h0)
