@@ -200,3 +200,23 @@ def json_roundtrip(config):
     import json
 
     return json.loads(json.dumps(config))
+
+
+def test_dense_on_a_step_major_view_equals_dense_on_the_copy():
+    # A compiled LSTM hands on (B, T, F) views of (T, F, B) memory; Dense computes those in
+    # that layout (no transposing copy). Values and gradients must equal the plain path's.
+    dense = Dense(3, activation="tanh")
+    dense.build((None, 4))
+    dense.double()
+    base = torch.randn(6, 4, 5, dtype=torch.float64)  # (T, F, B)
+    results = []
+    for make in (lambda b: b.permute(2, 0, 1), lambda b: b.permute(2, 0, 1).contiguous()):
+        b = base.clone().requires_grad_()
+        x = make(b)
+        y = dense(x)
+        (y * torch.arange(y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
+        results.append([y, b.grad, *(p.grad.clone() for p in dense.parameters())])
+        dense.zero_grad()
+    assert not results[0][0].is_contiguous()  # the step-major path was taken
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

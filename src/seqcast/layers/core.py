@@ -107,7 +107,22 @@ class Dense(Layer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(tuple(x.shape), self.in_features, "Dense")
+        if x.dim() == 3 and not x.is_contiguous() and x.permute(1, 2, 0).is_contiguous():
+            return self._act(self._step_major(x))
         return self._act(F.linear(x, self.kernel.t(), self.bias))  # (..., F) -> (..., units)
+
+    def _step_major(self, x: torch.Tensor) -> torch.Tensor:
+        """x: a (B, T, F) view of (T, F, B) memory, as a compiled LSTM returns. One batched
+        product in that layout, kernel^T (units, F) @ x_t (F, B) for every t, instead of a
+        transposing copy to (B*T, F) rows (and another for the gradient); the output is a
+        (B, T, units) view of (T, units, B) memory."""
+        xs = x.permute(1, 2, 0)
+        w = self.kernel.t().expand(xs.shape[0], -1, -1)
+        if self.bias is None:
+            y = torch.bmm(w, xs)
+        else:
+            y = torch.baddbmm(self.bias.unsqueeze(1), w, xs)
+        return y.permute(2, 0, 1)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from seqcast.errors import SeqcastError, check_choice, check_input_3d
 from seqcast.layers.base import Layer, Shape, deserialize, serialize
+from seqcast.layers.core import Dense
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -144,6 +145,8 @@ class TimeDistributed(Layer):
                 "TimeDistributed: expected input of shape (batch, time, features), "
                 f"got {tuple(x.shape)}"
             )
+        if isinstance(self.layer, Dense):  # acts on the last axis already: no reshape needed
+            return self.layer(x)
         batch, time = x.shape[:2]
         y = self.layer(x.reshape(batch * time, *x.shape[2:]))
         return y.reshape(batch, time, *y.shape[1:])

@@ -550,7 +550,9 @@ SEQCAST_SIMD void lstm_forward_columns(const LstmParams<T>& P, int64_t b0, int64
 
 // One backward step's elementwise pass over columns [b0, b1). dhm (H, B): dL/d(hm_t) from
 // step t+1 (rows [0, H) of dU); carry: dh_T, zeroed after use; dc: dL/dc_t in, dL/dc_{t-1}
-// out; dz (4H, B) out. db (4H) and dp (3H): this column block's running sums.
+// out; dz (4H, B) out. db (4H, B) and dp (3H, B) accumulate per element over the steps and
+// are summed over the batch once at the end (a per-row reduction each step measured a third
+// of this pass at B = 32).
 template <typename T>
 SEQCAST_SIMD void lstm_backward_columns(const LstmParams<T>& P, int64_t b0, int64_t b1,
                                         const T* RESTRICT dout, const T* RESTRICT dhm,
@@ -564,8 +566,7 @@ SEQCAST_SIMD void lstm_backward_columns(const LstmParams<T>& P, int64_t b0, int6
     const T pi = P.peep ? P.peep[j] : T(0), pf = P.peep ? P.peep[H + j] : T(0);
     const T po = P.peep ? P.peep[2 * H + j] : T(0);
     const int64_t r = j * B;
-    T si = 0, sf = 0, sg = 0, so = 0, spi = 0, spf = 0, spo = 0;
-#pragma omp simd reduction(+ : si, sf, sg, so, spi, spf, spo)
+#pragma omp simd
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t e = r + b;
       const T dh = dout[e] + carry[e] + (m ? m[e] : T(1)) * dhm[e];
@@ -582,26 +583,16 @@ SEQCAST_SIMD void lstm_backward_columns(const LstmParams<T>& P, int64_t b0, int6
       dz[n + e] = dzf;
       dz[2 * n + e] = dzg;
       dz[3 * n + e] = dzo;
-      si += dzi;
-      sf += dzf;
-      sg += dzg;
-      so += dzo;
-      spi += dzi * cp[e];
-      spf += dzf * cp[e];
-      spo += dzo * c[e];
+      db[e] += dzi;
+      db[n + e] += dzf;
+      db[2 * n + e] += dzg;
+      db[3 * n + e] += dzo;
+      dp[e] += dzi * cp[e];
+      dp[n + e] += dzf * cp[e];
+      dp[2 * n + e] += dzo * c[e];
     }
-    db[j] += si;
-    db[H + j] += sf;
-    db[2 * H + j] += sg;
-    db[3 * H + j] += so;
-    dp[j] += spi;
-    dp[H + j] += spf;
-    dp[2 * H + j] += spo;
   }
 }
-
-// (B, W) -> (W, B) contiguous (and back); a copy, never a view, so the result may be written.
-Tensor batch_last(const Tensor& m) { return m.t().clone(at::MemoryFormat::Contiguous); }
 
 template <typename T>
 const T* ptr_or_null(const OptTensor& t) {
@@ -643,6 +634,14 @@ void check_lstm_layer(const Tensor& xs, const Tensor& w_ih, const Tensor& w_hh,
   if (rmask.has_value() && rmask->defined()) check(*rmask, {B, H}, "rmask");
 }
 
+// dst (cols, rows) = src (rows, cols)^T: small state matrices between (B, H) and (H, B).
+template <typename T>
+void transpose_into(T* RESTRICT dst, const T* RESTRICT src, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+  }
+}
+
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_forward(
     const Tensor& xs, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& bias,
     const Tensor& h0, const Tensor& c0, const OptTensor& peephole, const OptTensor& rmask) {
@@ -651,37 +650,44 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_forward(
   const int64_t n = H * B, R = H + F;  // R: rows of u_t
   const bool masked = rmask.has_value() && rmask->defined();
   const Tensor wcat = at::cat({w_hh, w_ih}, 1);
-  const Tensor mask = masked ? batch_last(*rmask) : Tensor();
-  const Tensor c0_t = batch_last(c0);
   Tensor u = empty_buffer({T, R, B}, xs.options());
   u.narrow(1, H, F).copy_(xs);
-  Tensor hm0 = u.select(0, 0).narrow(0, 0, H);
-  hm0.copy_(h0.t());
-  if (masked) hm0.mul_(mask);
   Tensor out = empty_buffer({T, H, B}, xs.options());
   Tensor cs = empty_buffer({T, H, B}, xs.options());
   Tensor gates = empty_buffer({T, 4 * H, B}, xs.options());
-  Tensor pre = at::empty({4 * H, B}, xs.options());
+  Tensor scratch = at::empty({4 * H * B + 2 * n}, xs.options());  // pre | c0^T | mask^T
+  Tensor h_n = at::empty({B, H}, xs.options());
+  Tensor c_n = at::empty({B, H}, xs.options());
   const ColumnBlocks blocks(B, T * 4 * H * R);
   const FlushDenormals flush(xs.scalar_type(), blocks.count > 1 || may_use_threads(B, 4 * H, R));
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "lstm_layer_forward", [&] {
     using T_ = scalar_t;
-    const LstmParams<T_> P{H, B, ptr_or_null<T_>(bias), ptr_or_null<T_>(peephole),
-                           masked ? mask.data_ptr<T_>() : nullptr};
-    const T_* W = wcat.data_ptr<T_>();
+    T_* Z = scratch.data_ptr<T_>();
+    T_* c0_t = Z + 4 * H * B;
+    T_* mask = c0_t + n;
     T_* U = u.data_ptr<T_>();
-    T_* Z = pre.data_ptr<T_>();
+    transpose_into<T_>(c0_t, c0.data_ptr<T_>(), B, H);
+    transpose_into<T_>(U, h0.data_ptr<T_>(), B, H);  // hm_0 = h0 * m: rows [0, H) of u_0
+    if (masked) {
+      transpose_into<T_>(mask, rmask->data_ptr<T_>(), B, H);
+      for (int64_t e = 0; e < n; ++e) U[e] *= mask[e];
+    }
+    const LstmParams<T_> P{H, B, ptr_or_null<T_>(bias), ptr_or_null<T_>(peephole),
+                           masked ? mask : nullptr};
+    const T_* W = wcat.data_ptr<T_>();
     blocks.run(B, [&](int64_t, int64_t b0, int64_t b1) {
       for (int64_t t = 0; t < T; ++t) {
         gemm<T_>(false, false, 4 * H, b1 - b0, R, W, R, U + t * R * B + b0, B, T_(0), Z + b0, B);
-        const T_* cp = t == 0 ? c0_t.data_ptr<T_>() : cs.data_ptr<T_>() + (t - 1) * n;
+        const T_* cp = t == 0 ? c0_t : cs.data_ptr<T_>() + (t - 1) * n;
         T_* hm = t + 1 < T ? U + (t + 1) * R * B : nullptr;
         lstm_forward_columns<T_>(P, b0, b1, Z, cp, gates.data_ptr<T_>() + t * 4 * n,
                                  cs.data_ptr<T_>() + t * n, out.data_ptr<T_>() + t * n, hm);
       }
     });
+    transpose_into<T_>(h_n.data_ptr<T_>(), out.data_ptr<T_>() + (T - 1) * n, H, B);
+    transpose_into<T_>(c_n.data_ptr<T_>(), cs.data_ptr<T_>() + (T - 1) * n, H, B);
   });
-  return {out, batch_last(out.select(0, T - 1)), batch_last(cs.select(0, T - 1)), cs, gates, u};
+  return {out, h_n, c_n, cs, gates, u};
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_backward(
@@ -689,61 +695,97 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_ba
     const Tensor& w_hh, const Tensor& c0, const OptTensor& peephole, const OptTensor& rmask,
     const Tensor& cs, const Tensor& gates, const Tensor& u) {
   const int64_t T = cs.size(0), H = cs.size(1), B = cs.size(2), F = w_ih.size(1);
-  const int64_t n = H * B, R = H + F;
+  const int64_t n = H * B, R = H + F, G = 4 * H;
   const bool masked = rmask.has_value() && rmask->defined();
   const Tensor wcat = at::cat({w_hh, w_ih}, 1);
-  const Tensor mask = masked ? batch_last(*rmask) : Tensor();
-  const Tensor c0_t = batch_last(c0);
-  const ColumnBlocks blocks(B, T * 4 * H * R);
+  const ColumnBlocks blocks(B, T * G * R);
+  const int64_t K = blocks.count;
   const auto opts = cs.options();
-  Tensor carry = batch_last(dh_n);
-  Tensor dc = batch_last(dc_n);
-  Tensor du = at::zeros({R, B}, opts);  // rows [0, H): dL/dhm_t; [H, R): dL/dx_t
-  Tensor dz = at::empty({4 * H, B}, opts);
+  // One allocation each for the zero-initialised and the scratch buffers (small calls are
+  // dominated by their fixed costs): zeroed = dU (R, B) | db (G, B) | dp (3H, B) | per column
+  // block: dWcat (G, R); scratch = c0^T, mask^T, carry, dc (H, B each) | dz (G, B).
+  Tensor zeroed = at::zeros({R * B + G * B + 3 * n + K * G * R}, opts);
+  Tensor scratch = at::empty({4 * n + G * B}, opts);
   Tensor dxs = at::empty({T, F, B}, opts);
-  Tensor dwcat = at::zeros({blocks.count, 4 * H, R}, opts);  // per column block
-  Tensor dbias = at::zeros({blocks.count, 4 * H}, opts);
-  Tensor dpeep = at::zeros({blocks.count, 3 * H}, opts);
-  const FlushDenormals flush(cs.scalar_type(), blocks.count > 1 || may_use_threads(B, 4 * H, R));
+  Tensor dw_ih = at::empty({G, F}, opts);
+  Tensor dw_hh = at::empty({G, H}, opts);
+  Tensor dbias = at::empty({G}, opts);
+  Tensor dpeep = at::empty({3, H}, opts);
+  Tensor dh0 = at::empty({B, H}, opts);
+  Tensor dc0 = at::empty({B, H}, opts);
+  const FlushDenormals flush(cs.scalar_type(), K > 1 || may_use_threads(B, G, R));
   AT_DISPATCH_FLOATING_TYPES(cs.scalar_type(), "lstm_layer_backward", [&] {
     using T_ = scalar_t;
-    const LstmParams<T_> P{H, B, nullptr, ptr_or_null<T_>(peephole),
-                           masked ? mask.data_ptr<T_>() : nullptr};
+    T_* DU = zeroed.data_ptr<T_>();
+    T_* DB = DU + R * B;
+    T_* DP = DB + G * B;
+    T_* block_dw = DP + 3 * n;
+    T_* c0_t = scratch.data_ptr<T_>();
+    T_* mask = c0_t + n;
+    T_* carry = mask + n;
+    T_* dc = carry + n;
+    T_* DZ = dc + n;
+    transpose_into<T_>(c0_t, c0.data_ptr<T_>(), B, H);
+    if (masked) transpose_into<T_>(mask, rmask->data_ptr<T_>(), B, H);
+    transpose_into<T_>(carry, dh_n.data_ptr<T_>(), B, H);
+    transpose_into<T_>(dc, dc_n.data_ptr<T_>(), B, H);
+    const LstmParams<T_> P{H, B, nullptr, ptr_or_null<T_>(peephole), masked ? mask : nullptr};
     const T_* W = wcat.data_ptr<T_>();
     const T_* U = u.data_ptr<T_>();
-    T_* DU = du.data_ptr<T_>();
-    T_* DZ = dz.data_ptr<T_>();
     blocks.run(B, [&](int64_t k, int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
-      T_* dw = dwcat.data_ptr<T_>() + k * 4 * H * R;
-      T_* db = dbias.data_ptr<T_>() + k * 4 * H;
-      T_* dp = dpeep.data_ptr<T_>() + k * 3 * H;
+      T_* dw = block_dw + k * G * R;
       for (int64_t t = T - 1; t >= 0; --t) {
-        const T_* cp = t == 0 ? c0_t.data_ptr<T_>() : cs.data_ptr<T_>() + (t - 1) * n;
+        const T_* cp = t == 0 ? c0_t : cs.data_ptr<T_>() + (t - 1) * n;
         lstm_backward_columns<T_>(P, b0, b1, dout.data_ptr<T_>() + t * n, DU,
                                   gates.data_ptr<T_>() + t * 4 * n, cs.data_ptr<T_>() + t * n,
-                                  cp, carry.data_ptr<T_>(), dc.data_ptr<T_>(), DZ, db, dp);
+                                  cp, carry, dc, DZ, DB, DP);
         const T_* Ut = U + t * R * B;
         // dU = Wcat^T dz_t, then dWcat += dz_t u_t^T
-        gemm<T_>(true, false, R, nb, 4 * H, W, R, DZ + b0, B, T_(0), DU + b0, B);
-        gemm<T_>(false, true, 4 * H, R, nb, DZ + b0, B, Ut + b0, B, T_(1), dw, R);
+        gemm<T_>(true, false, R, nb, G, W, R, DZ + b0, B, T_(0), DU + b0, B);
+        gemm<T_>(false, true, G, R, nb, DZ + b0, B, Ut + b0, B, T_(1), dw, R);
         T_* dx = dxs.data_ptr<T_>() + t * F * B;
         for (int64_t f = 0; f < F; ++f) {
           std::memcpy(dx + f * B + b0, DU + (H + f) * B + b0, sizeof(T_) * nb);
         }
       }
     });
+    // dWcat: block sums in block order, columns split into dW_hh | dW_ih
+    T_* out_ih = dw_ih.data_ptr<T_>();
+    T_* out_hh = dw_hh.data_ptr<T_>();
+    for (int64_t k = 0; k < K; ++k) {
+      const T_* dw = block_dw + k * G * R;
+      const auto put = [k](T_& to, T_ value) { to = k == 0 ? value : to + value; };
+      for (int64_t g = 0; g < G; ++g) {
+        for (int64_t j = 0; j < H; ++j) put(out_hh[g * H + j], dw[g * R + j]);
+        for (int64_t f = 0; f < F; ++f) put(out_ih[g * F + f], dw[g * R + H + f]);
+      }
+    }
+    // db and dp: summed over the batch
+    T_* out_b = dbias.data_ptr<T_>();
+    T_* out_p = dpeep.data_ptr<T_>();
+    for (int64_t row = 0; row < G; ++row) {
+      T_ sum = 0;
+      for (int64_t b = 0; b < B; ++b) sum += DB[row * B + b];
+      out_b[row] = sum;
+    }
+    for (int64_t row = 0; row < 3 * H; ++row) {
+      T_ sum = 0;
+      for (int64_t b = 0; b < B; ++b) sum += DP[row * B + b];
+      out_p[row] = sum;
+    }
+    // dh0 = carry + m * dhm_{-1}, dc0 = dc, back to (B, H)
+    T_* h0g = dh0.data_ptr<T_>();
+    T_* c0g = dc0.data_ptr<T_>();
+    for (int64_t j = 0; j < H; ++j) {
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t e = j * B + b;
+        h0g[b * H + j] = carry[e] + (masked ? mask[e] : T_(1)) * DU[e];
+        c0g[b * H + j] = dc[e];
+      }
+    }
   });
-  Tensor dhm = du.narrow(0, 0, H);
-  Tensor dh0 = batch_last(masked ? carry + mask * dhm : carry + dhm);
-  Tensor dw = dwcat.sum(0);
-  return {dxs,
-          dw.narrow(1, H, F).contiguous(),
-          dw.narrow(1, 0, H).contiguous(),
-          dbias.sum(0),
-          dh0,
-          batch_last(dc),
-          dpeep.sum(0).view({3, H})};
+  return {dxs, dw_ih, dw_hh, dbias, dh0, dc0, dpeep};
 }
 
 // ---------------------------------------------------------------------------------------------
