@@ -64,3 +64,26 @@ def test_handson_rejects_unknown_model() -> None:
     )
     assert result.returncode == 2
     assert "unknown model" in result.stderr
+
+
+def test_keras_reference_script_says_what_is_missing(tmp_path: Path) -> None:
+    # benchmarks/handson_keras.py needs the bench extra (TensorFlow); without it, one clear
+    # line and exit 2, never a traceback or a made-up figure.
+    script = SCRIPT.parent / "handson_keras.py"
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        import pytest
+
+        pytest.skip("TensorFlow is installed here; the missing-extra path cannot be shown")
+    result = subprocess.run(
+        [sys.executable, str(script), "--models", "linear", "--samples", "50", "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "bench extra" in result.stderr and "Traceback" not in result.stderr
