@@ -188,3 +188,13 @@ def test_lean_progress_prints_one_line_per_epoch(capsys):
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("epoch ")]
     assert [ln.split()[1] for ln in lines] == ["1/2", "2/2"]
     assert "loss" in lines[0]
+
+
+def test_rmsprop_uses_keras_defaults():
+    # The notes' airline recipe compiles with Keras' "rmsprop": rho 0.9, epsilon 1e-7.
+    from seqcast import training
+
+    model = linear_model()
+    opt = training._optimizer(model, training.TrainSettings(optimizer="rmsprop"))
+    group = opt.param_groups[0]
+    assert (group["alpha"], group["eps"], group["lr"]) == (0.9, 1e-7, 1e-3)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import math
 import sys
@@ -35,9 +36,11 @@ from torch import Tensor, nn
 from seqcast import metrics as metric_fns
 from seqcast.errors import SeqcastError, check_choice
 
+#: name -> (optimizer, default lr). RMSprop takes Keras' defaults (rho 0.9, epsilon 1e-7; torch's
+#: are 0.99 and 1e-8), since the notes' recipes that use it were tuned with Keras.
 OPTIMIZERS = {
     "adam": (torch.optim.Adam, 1e-3),
-    "rmsprop": (torch.optim.RMSprop, 1e-3),
+    "rmsprop": (functools.partial(torch.optim.RMSprop, alpha=0.9, eps=1e-7), 1e-3),
     "sgd": (torch.optim.SGD, 1e-2),
     "adamw": (torch.optim.AdamW, 1e-3),
 }
