@@ -133,9 +133,24 @@ def test_fit_rejects_bad_arrays():
     x, y = data(16)
     with pytest.raises(SeqcastError, match="X has 16 samples but y has 8"):
         linear_model().fit(x, y[:8], verbose=False)
+    with pytest.raises(SeqcastError, match="`X` must have a sample axis and at least one more"):
+        linear_model().fit(x[:, 0, 0], y, verbose=False)
     x[0, 0, 0] = np.nan
     with pytest.raises(SeqcastError, match="contains NaN"):
         linear_model().fit(x, y, verbose=False)
+
+
+def test_one_target_per_sample_may_be_a_1d_array():
+    # Keras takes y of shape (N,) for a Dense(1) output; so do fit and evaluate.
+    x, y = data()
+    xv, yv = data(64, seed=1)
+    model = linear_model()
+    history = model.fit(x, y[:, 0], epochs=3, validation_data=(xv, yv[:, 0]), lr=0.05, seed=0,
+                        verbose=False)  # fmt: skip
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert model.evaluate(xv, yv[:, 0])["loss"] == pytest.approx(
+        model.evaluate(xv, yv)["loss"], rel=1e-6
+    )
 
 
 def test_lean_and_lightning_engines_train_alike():

@@ -123,15 +123,18 @@ class TrainSettings:
 # -- data -------------------------------------------------------------------------------------
 
 
-def as_tensor(a: Any, name: str) -> Tensor:
-    """numpy / torch / nested lists -> float32 tensor (float64 stays float64)."""
+def as_tensor(a: Any, name: str, min_dims: int = 2) -> Tensor:
+    """numpy / torch / nested lists -> float32 tensor (float64 stays float64). Inputs need a
+    sample axis and at least one more; targets (`min_dims=1`) may be one value per sample, as
+    Keras accepts."""
     t = a if isinstance(a, Tensor) else torch.as_tensor(np.asarray(a))
     if not t.is_floating_point():
         t = t.float()
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()
-    if t.dim() < 2:
-        raise SeqcastError(f"`{name}` must have a batch axis; got shape {tuple(t.shape)}")
+    if t.dim() < min_dims:
+        what = "a sample axis" if min_dims == 1 else "a sample axis and at least one more"
+        raise SeqcastError(f"`{name}` must have {what}; got shape {tuple(t.shape)}")
     if torch.isnan(t).any():
         raise SeqcastError(f"`{name}` contains NaN; fill or drop missing values before training")
     return t
@@ -307,7 +310,7 @@ def fit_arrays(
     eval mode on the CPU-or-GPU device it was trained on."""
     settings.validate()
     metric_map = resolve_metrics(metrics)
-    x, y = as_tensor(x, "X"), as_tensor(y, "y")
+    x, y = as_tensor(x, "X"), as_tensor(y, "y", min_dims=1)
     if len(x) != len(y):
         raise SeqcastError(f"X has {len(x)} samples but y has {len(y)}; they must match")
     if len(x) == 0:
@@ -316,7 +319,10 @@ def fit_arrays(
         raise SeqcastError("early stopping watches val_loss: give validation data")
     val = None
     if validation_data is not None:
-        val = as_tensor(validation_data[0], "X_val"), as_tensor(validation_data[1], "y_val")
+        val = (
+            as_tensor(validation_data[0], "X_val"),
+            as_tensor(validation_data[1], "y_val", min_dims=1),
+        )
     if settings.engine() == "lean":
         history = _fit_lean(model, x, y, settings, val, metric_map)
     else:
@@ -579,7 +585,7 @@ def evaluate_arrays(
     loss: str = "mse",
     metrics: Sequence[str | Callable] | None = None,
 ) -> dict[str, float]:
-    y_true = as_tensor(y, "y")
+    y_true = as_tensor(y, "y", min_dims=1)
     pred = torch.as_tensor(predict_arrays(model, x))
     if pred.shape != y_true.shape and pred.numel() == y_true.numel():
         pred = pred.reshape(y_true.shape)
