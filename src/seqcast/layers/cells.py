@@ -208,12 +208,6 @@ class LSTMCell(RecurrentCell):
         h = torch.sigmoid(zo) * torch.tanh(c)
         return h, [h, c]
 
-    def run_compiled(self, z, states, rmask):
-        out, h, c = _compiled.lstm_sequence(
-            z, self.weight_hh, states[0], states[1], self.peephole_weight, rmask
-        )
-        return out, [h, c]
-
     def run_compiled_steps(self, x, states, rmask):
         # Step-major all the way: x.permute is free when x is the output of a stacked LSTM
         # (a (B, T, H) view of (T, H, B) memory), and the output goes on as such a view, so
