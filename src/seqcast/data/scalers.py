@@ -201,7 +201,8 @@ class MinMaxScaler(_PerSeriesScaler):
         self.data_min_ = _fill(groups.min().to_numpy(np.float64), 0.0)
         self.data_max_ = _fill(groups.max().to_numpy(np.float64), 0.0)
         span = self.data_max_ - self.data_min_
-        span = np.where(span > 0, span, 1.0)  # constant series: shift only
+        # constant series (or a span so small, ~1e-308, that dividing by it overflows): shift only
+        span = np.where(_invertible(span / (high - low)), span, 1.0)
         scale = span / (high - low)
         return self.data_min_ - low * scale, scale
 
@@ -218,7 +219,13 @@ class StandardScaler(_PerSeriesScaler):
     def _fit_params(self, groups: Any) -> tuple[np.ndarray, np.ndarray]:
         self.mean_ = _fill(groups.mean().to_numpy(np.float64), 0.0)
         std = _fill(groups.std(ddof=0).to_numpy(np.float64), 1.0)
-        return self.mean_, np.where(std > 0, std, 1.0)
+        return self.mean_, np.where(_invertible(std), std, 1.0)
+
+
+def _invertible(scale: np.ndarray) -> np.ndarray:
+    """Where 1 / scale is a finite positive number (not for 0, denormals, NaN)."""
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        return (scale > 0) & np.isfinite(1.0 / scale)
 
 
 _SCALERS = {cls.__name__: cls for cls in (MinMaxScaler, StandardScaler)}
