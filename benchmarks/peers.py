@@ -17,8 +17,10 @@ forecast after the 50th input step against `series[:, 50:60]`.
 
 Peers, each (model, peer) run in its own subprocess (this script with `--worker`) so TensorFlow
 and torch never share a process, all with `--threads` threads (torch intra- and inter-op,
-TensorFlow intra- and inter-op, OMP/MKL; 0 leaves every framework at its default, which is what
-a user gets: seqcast then trains models under a million parameters on one thread by itself):
+TensorFlow intra- and inter-op, OMP/MKL, seqcast's `fit(threads=)`; 0 leaves every framework at
+its default, which is what a user gets: seqcast then runs the torch ops of models under a
+million parameters on one thread, and its stacked LSTM layers as a wavefront on one core per
+layer, which `note` reports):
   seqcast         the public API: `Sequential([...]).fit(...)`, `history.seconds_per_epoch`
   torch           a plain PyTorch loop: nn.LSTM / nn.GRU(num_layers=2) + nn.Linear on every step
   keras           Keras 3 on TensorFlow-CPU, `model.fit`, the defaults a user gets (jit_compile)
@@ -177,10 +179,17 @@ def run_seqcast(model: str, d: dict, epochs: int, threads: int) -> dict[str, Any
             lr=LR,
             seed=SEED,
             verbose=False,
+            threads=threads or None,  # 0: seqcast's own choice
         )
         return net, list(history.seconds_per_epoch)
 
+    from seqcast.layers import _compiled
+
+    stacked = _compiled.available()
+    if stacked:
+        _compiled.wavefront_stats(reset=True)
     net, seconds = train()
+    runs = _compiled.wavefront_stats() if stacked else None
     pred = net.predict(d["X_valid"])[:, -1]
     paths = []
     for lay in net.layers:
@@ -192,6 +201,11 @@ def run_seqcast(model: str, d: dict, epochs: int, threads: int) -> dict[str, Any
     note = NOTES["seqcast"] + f"; recurrent implementation {'/'.join(paths) or '?'}"
     if os.environ.get("SEQCAST_NO_COMPILE", "") not in ("", "0"):
         note += "; SEQCAST_NO_COMPILE set (no C++ kernels)"
+    if runs is not None and (runs["wavefront"] or runs["one_thread"]):
+        note += (
+            f"; LSTM stack: {runs['wavefront']} calls on {_compiled.stack_threads()} threads "
+            f"({runs['no_overlap']} without overlap), {runs['one_thread']} on one thread"
+        )
     return {
         "seconds": seconds,
         "pred": pred,

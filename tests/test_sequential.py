@@ -97,3 +97,93 @@ def test_config_round_trip_rebuilds_the_same_architecture():
     clone.load_state_dict(model.state_dict())
     x = torch.randn(2, 12, 1)
     torch.testing.assert_close(clone(x), model(x))
+
+
+# -- consecutive LSTM layers run as one call ------------------------------------------------------
+_needs_kernels = pytest.mark.skipif(
+    not __import__("seqcast.layers._compiled", fromlist=["available"]).available(),
+    reason="compiled recurrences unavailable",
+)
+
+
+def _counting_stack(monkeypatch):
+    from seqcast.layers import _compiled
+
+    calls, real = [], _compiled.lstm_stack
+
+    def counted(xs, layers, workers=None):
+        calls.append((len(layers), _compiled.stack_threads()))
+        return real(xs, layers, workers)
+
+    monkeypatch.setattr(_compiled, "lstm_stack", counted)
+    return calls
+
+
+@_needs_kernels
+def test_stacked_lstm_layers_run_as_one_call_with_the_layers_results(monkeypatch):
+    torch.manual_seed(0)
+    model = seq(
+        LSTM(5, return_sequences=True),
+        LSTM(4, peephole=True, return_sequences=True, use_bias=False),
+        LSTM(3),
+        Dense(2),
+        features=2,
+    ).double()
+    x = torch.randn(6, 7, 2, dtype=torch.float64)
+    one_by_one = x
+    for layer in model.layers:
+        one_by_one = layer(one_by_one)
+    want = torch.autograd.grad(one_by_one.square().sum(), list(model.parameters()))
+    calls = _counting_stack(monkeypatch)
+    y = model(x)
+    got = torch.autograd.grad(y.square().sum(), list(model.parameters()))
+    assert calls and calls[0][0] == 3
+    torch.testing.assert_close(y, one_by_one, rtol=0, atol=1e-12)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-12)
+
+
+@_needs_kernels
+@pytest.mark.parametrize(
+    "second, training, stacked",
+    [
+        (lambda: LSTM(3, return_sequences=True), True, 2),
+        (lambda: LSTM(3, return_sequences=True, dropout=0.2), True, 0),  # its own masks
+        (lambda: LSTM(3, return_sequences=True, dropout=0.2), False, 2),  # none in inference
+        (lambda: LSTM(3, return_sequences=True, recurrent_dropout=0.2), True, 0),
+        (lambda: LSTM(3, return_sequences=True, go_backwards=True), True, 0),
+        (lambda: LSTM(3, return_sequences=True, implementation="loop"), True, 0),
+        (lambda: GRU(3, return_sequences=True), True, 0),
+    ],
+    ids=["plain", "dropout", "dropout_eval", "recurrent_dropout", "backwards", "loop", "gru"],
+)
+def test_lstm_layers_run_on_their_own_where_the_stack_would_change_them(
+    monkeypatch, second, training, stacked
+):
+    model = seq(LSTM(4, return_sequences=True), second(), TimeDistributed(Dense(1)))
+    model.train(training)
+    calls = _counting_stack(monkeypatch)
+    model(torch.randn(2, 5, 1))
+    assert [n for n, _ in calls] == ([stacked] if stacked else [])
+
+
+@_needs_kernels
+def test_a_forward_hook_keeps_its_layers_call(monkeypatch):
+    model = seq(LSTM(4, return_sequences=True), LSTM(3))
+    seen = []
+    model.layers[1].register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    calls = _counting_stack(monkeypatch)
+    model(torch.randn(2, 5, 1))
+    assert calls == [] and seen == [torch.Size([2, 3])]
+
+
+@_needs_kernels
+@pytest.mark.parametrize("threads, expected", [(1, 1), (None, None)])
+def test_fit_runs_the_stack_on_the_threads_asked_for(monkeypatch, threads, expected):
+    from seqcast.layers import _compiled
+
+    model = seq(LSTM(4, return_sequences=True), LSTM(3), Dense(1))
+    calls = _counting_stack(monkeypatch)
+    model.fit(torch.randn(8, 5, 1), torch.randn(8, 1), epochs=1, threads=threads, verbose=False)
+    default = _compiled.stack_threads()
+    assert calls and {t for _, t in calls} == {default if expected is None else expected}

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from seqcast import training
 from seqcast.errors import SeqcastError, format_shape
+from seqcast.layers import recurrent
 from seqcast.layers.base import Layer, Shape, deserialize, serialize
 
 
@@ -138,8 +139,16 @@ class Sequential(Layer):
         return self._shape
 
     def forward(self, x: Tensor) -> Tensor:
-        for layer in self.layers:
-            x = layer(x)
+        layers, i = list(self.layers), 0
+        while i < len(layers):
+            # consecutive LSTM layers run as one call, their time steps overlapping on threads
+            stacked = recurrent.lstm_stack_length(layers, i, x)
+            if stacked:
+                x = recurrent.run_lstm_stack(layers[i : i + stacked], x)
+                i += stacked
+            else:
+                x = layers[i](x)
+                i += 1
         return x
 
     # -- the Keras workflow on arrays ----------------------------------------------------------
@@ -166,8 +175,10 @@ class Sequential(Layer):
         """Train on arrays as Keras' `model.fit` does; returns a `History` of per-epoch losses
         and metrics (`history.history["val_loss"]`). Metrics: "mse", "mae",
         "last_time_step_mse" or callables f(y_true, y_pred). `trainer`: "lean" (a plain
-        loop, the default on one device), "lightning", or "auto". `threads`: torch intra-op
-        threads while training (default: one for CPU models under a million parameters)."""
+        loop, the default on one device), "lightning", or "auto". `threads`: CPU threads
+        while training, torch's intra-op threads and the wavefront of stacked LSTM layers
+        (default: torch ops on one thread for CPU models under a million parameters, the
+        wavefront on up to one core per layer)."""
         self._check_built()
         settings = training.TrainSettings(
             epochs=epochs,

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from seqcast import metrics as metric_fns
 from seqcast.errors import SeqcastError, check_choice
+from seqcast.layers import _compiled
 
 #: name -> (optimizer, default lr). RMSprop takes Keras' defaults (rho 0.9, epsilon 1e-7; torch's
 #: are 0.99 and 1e-8), since the notes' recipes that use it were tuned with Keras.
@@ -88,7 +89,10 @@ class TrainSettings:
     accelerator: str = "auto"
     log_dir: str | None = None
     trainer: str = "auto"  # "lean" | "lightning" | "auto" (see the module docstring)
-    threads: int | None = None  # torch intra-op threads while training; None: see _threads_for
+    # CPU threads while training: torch's intra-op threads and those of the LSTM-stack
+    # wavefront (`_compiled.lstm_stack`). None: see _threads_for, and the wavefront may use
+    # every core this process may use.
+    threads: int | None = None
 
     def validate(self) -> TrainSettings:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -465,7 +469,8 @@ def _intra_op_threads(threads: int) -> Iterator[None]:
 def _fit_lean(model, x, y, settings, val, metric_map) -> History:
     """The training loop on one device, on `_threads_for` intra-op threads."""
     device = _lean_device(settings.accelerator)
-    with _intra_op_threads(_threads_for(model, settings, device)):
+    threads = _threads_for(model, settings, device)
+    with _intra_op_threads(threads), _compiled.using_stack_threads(settings.threads):
         return _lean_loop(model, x, y, settings, val, metric_map, device)
 
 

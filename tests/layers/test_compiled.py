@@ -310,3 +310,125 @@ def test_lstm_layer_reports_mismatched_shapes():
         _compiled.lstm_layer(x, w_ih, w_hh, None, torch.zeros(3, 2), h0)
     with pytest.raises(RuntimeError, match="bias must have shape"):
         _compiled.lstm_layer(x, w_ih, w_hh, torch.zeros(7), h0, h0)
+
+
+# -- stacked LSTM layers (`lstm_stack`) ---------------------------------------------------------
+
+
+def _stack_layers(sizes, peephole, bias=True, dtype=D):
+    layers = []
+    for features, units in sizes:
+        layers.append((
+            torch.randn(4 * units, features, dtype=dtype) * features**-0.5,
+            torch.randn(4 * units, units, dtype=dtype) * units**-0.5,
+            torch.randn(4 * units, dtype=dtype) if bias else None,
+            torch.randn(3, units, dtype=dtype) * 0.5 if peephole else None,
+        ))  # fmt: skip
+    return [tuple(t if t is None else t.requires_grad_() for t in layer) for layer in layers]
+
+
+def _layer_after_layer(xs, layers):
+    h = xs
+    for w_ih, w_hh, bias, peephole in layers:
+        zeros = torch.zeros(xs.shape[2], w_hh.shape[1], dtype=xs.dtype)
+        h, _, _ = _compiled.lstm_layer(h, w_ih, w_hh, bias, zeros, zeros, peephole)
+    return h
+
+
+@pytest.mark.parametrize("dtype", [D, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("peephole, bias", [(False, True), (True, False)])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_lstm_stack_equals_layer_after_layer_to_the_last_bit(dtype, peephole, bias, workers):
+    # The stack runs each layer's steps with the single-layer op's arithmetic in the same
+    # order, whether one thread runs them layer after layer or several as a wavefront (steps
+    # of 4H(H+F)B >= 2^15 multiply-adds over the layers, as here). The upper layers are the
+    # smaller: their threads would overtake the ones below if they did not wait.
+    torch.manual_seed(0)
+    layers = _stack_layers([(3, 40), (40, 6), (6, 4)], peephole, bias, dtype)
+    xs = torch.randn(60, 3, 32, dtype=dtype, requires_grad=True)
+    leaves = [xs, *(t for layer in layers for t in layer if t is not None)]
+    expected = _layer_after_layer(xs, layers)
+    want = torch.autograd.grad((expected * expected.cos()).sum(), leaves)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(max(threads, workers))
+        _compiled.wavefront_stats(reset=True)
+        out = _compiled.lstm_stack(xs, layers, workers)
+        got = torch.autograd.grad((out * out.cos()).sum(), leaves)
+        stats = _compiled.wavefront_stats()
+    finally:
+        torch.set_num_threads(threads)
+    if workers > 1 and stats["openmp"]:
+        assert stats["wavefront"] >= 1  # the forward, at least, ran as a wavefront
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+def test_lstm_stack_gradcheck():
+    torch.manual_seed(1)
+    layers = _stack_layers([(2, 3), (3, 2)], peephole=True)
+    xs = torch.randn(4, 2, 3, dtype=D, requires_grad=True)
+    params = [t for layer in layers for t in layer]
+
+    def stack(x, *flat):
+        return _compiled.lstm_stack(x, [tuple(flat[i : i + 4]) for i in (0, 4)])
+
+    assert torch.autograd.gradcheck(stack, (xs, *params))
+
+
+def test_lstm_stack_large_batches_use_column_blocks_with_the_same_result():
+    torch.manual_seed(2)
+    layers = _stack_layers([(96, 96), (96, 96)], peephole=False)
+    xs = torch.randn(40, 96, 48, dtype=D, requires_grad=True)  # large enough for blocks
+    leaves = [xs, *(t for layer in layers for t in layer if t is not None)]
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out = _compiled.lstm_stack(xs, layers, workers=n)
+            results.append([out, *torch.autograd.grad(out.square().sum(), leaves)])
+    finally:
+        torch.set_num_threads(threads)
+    for one, two in zip(*results, strict=True):
+        torch.testing.assert_close(two, one, rtol=0, atol=1e-11)
+
+
+def test_lstm_stack_keeps_its_results_while_another_process_holds_a_core():
+    # With the second core busy the op falls back to one thread for a while (see the
+    # WavefrontGate in recurrences.cpp); whichever way a call runs, its result is the same.
+    import subprocess
+    import sys
+
+    torch.manual_seed(3)
+    layers = _stack_layers([(1, 20), (20, 20)], peephole=False, dtype=torch.float32)
+    xs = torch.randn(50, 1, 32)
+    expected = _compiled.lstm_stack(xs, layers, workers=1).detach()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        for _ in range(200):
+            torch.testing.assert_close(
+                _compiled.lstm_stack(xs, layers, workers=2).detach(), expected, rtol=0, atol=0
+            )
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def test_lstm_stack_reports_mismatched_layers():
+    xs = torch.randn(3, 2, 4)
+    layers = [(torch.randn(8, 2), torch.randn(8, 2), None, None)] * 2  # 2 -> 2 -> 2: fine
+    assert _compiled.lstm_stack(xs, layers).shape == (3, 2, 4)
+    wrong = [layers[0], (torch.randn(12, 5), torch.randn(12, 3), None, None)]
+    with pytest.raises(RuntimeError, match="layer 1 takes 2 features"):
+        _compiled.lstm_stack(xs, wrong)
+
+
+def test_stack_threads_follow_the_setting():
+    assert _compiled.stack_threads() >= 1
+    with _compiled.using_stack_threads(1):
+        assert _compiled.stack_threads() == 1
+        with _compiled.using_stack_threads(None):
+            assert _compiled.stack_threads() >= 1
+        assert _compiled.stack_threads() == 1

@@ -5,6 +5,8 @@ SimpleRNN, GRU with reset_after=False, recurrent dropout, ...) would otherwise r
 with several ATen calls per time step. Here the time loop, the per-step matrix product and the
 elementwise gate math all run in C++, and each backward pass is written by hand: one matrix
 product per step for dL/dh_{t-1}, and dL/dW_hh as one matrix product over all steps afterwards.
+Consecutive LSTM layers can run as one call (`lstm_stack`, which `Sequential` uses), whose
+layers overlap their time steps on several threads.
 
 The extension is built on first use with `torch.utils.cpp_extension.load` (a C++ compiler and
 ninja are needed; the build is cached in torch's extension directory) and registers its ops
@@ -29,10 +31,12 @@ for reuse between calls (up to 512 MB, handed back to the system under memory pr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -45,6 +49,10 @@ __all__ = [
     "available",
     "lstm_sequence",
     "lstm_layer",
+    "lstm_stack",
+    "stack_threads",
+    "wavefront_stats",
+    "using_stack_threads",
     "gru_sequence",
     "simple_rnn_sequence",
     "ln_simple_rnn_sequence",
@@ -67,6 +75,7 @@ ACTIVATIONS = {"linear": 0, "tanh": 1, "sigmoid": 2, "relu": 3}
 
 _lock = threading.Lock()
 _built: bool | None = None  # None: not tried yet
+_stack_threads: int | None = None  # threads of `lstm_stack`'s wavefront; None: usable cores
 
 
 def _build() -> bool:
@@ -200,6 +209,91 @@ def lstm_layer(
         xs.contiguous(), w_ih.contiguous(), w_hh.contiguous(), _c(bias), h0.contiguous(),
         c0.contiguous(), _c(peephole), _c(rmask),
     )  # fmt: skip
+
+
+def stack_threads() -> int:
+    """Threads for the wavefront of stacked layers (`lstm_stack`): as set by `using_stack_threads`,
+    else every core this process may use (the op takes at most one per layer)."""
+    if _stack_threads is not None:
+        return _stack_threads
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return len(usable) if usable else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def using_stack_threads(threads: int | None) -> Iterator[None]:
+    """Within the block, `stack_threads()` is `threads` (None: the default)."""
+    global _stack_threads
+    previous, _stack_threads = _stack_threads, threads
+    try:
+        yield
+    finally:
+        _stack_threads = previous
+
+
+class _LSTMStack(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xs, workers, *params):
+        w_ih, w_hh, bias, peep = (list(params[i::4]) for i in range(4))
+        out, *saved = _ops().lstm_stack_forward(xs, w_ih, w_hh, bias, peep, workers)
+        ctx.layers, ctx.workers = len(w_ih), workers
+        ctx.save_for_backward(*w_ih, *w_hh, *(p for p in peep if p is not None), *saved)
+        ctx.has_peephole = [p is not None for p in peep]
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        n, tensors = ctx.layers, list(ctx.saved_tensors)
+        w_ih, w_hh = tensors[:n], tensors[n : 2 * n]
+        given = iter(tensors[2 * n : 2 * n + sum(ctx.has_peephole)])
+        peep = [next(given) if has else None for has in ctx.has_peephole]
+        saved = tensors[2 * n + sum(ctx.has_peephole) :]
+        dxs, *grads = torch.ops.seqcast_rnn.lstm_stack_backward(
+            dout.contiguous(), w_ih, w_hh, peep, saved, ctx.workers
+        )  # dxs, then per layer dw_ih, dw_hh, dbias, dpeep
+        return (
+            _needs(ctx, 0, dxs),
+            None,
+            *(_needs(ctx, 2 + i, g) for i, g in enumerate(grads)),
+        )
+
+
+def wavefront_stats(reset: bool = False) -> dict[str, int | bool]:
+    """How `lstm_stack` calls ran since the last reset: `wavefront` (on several threads),
+    `no_overlap` (of those, the ones whose threads took turns on one core), `one_thread` (sent
+    to one thread after such a call); `openmp`: whether this build can run a wavefront at all.
+    `reset=True` zeroes the counts and lets the next call try the wavefront again."""
+    runs, misses, skipped, openmp = _ops().wavefront_stats(reset)
+    return {"wavefront": runs, "no_overlap": misses, "one_thread": skipped, "openmp": bool(openmp)}
+
+
+def lstm_stack(
+    xs: Tensor,
+    layers: list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]],
+    workers: int | None = None,
+) -> Tensor:
+    """Stacked LSTM layers from zero states, each feeding the next: xs (T, F, B) -> the top
+    layer's output (T, H, B), step-major as `lstm_layer`. `layers`: (w_ih, w_hh, bias or None,
+    peephole (3, H) or None) from the bottom up.
+
+    The same arithmetic as `lstm_layer` layer after layer, as one autograd node and one C++
+    call each way. With `workers` >= 2 (and the extension built with OpenMP) the layers run as
+    a wavefront on that many threads: while layer l computes step t, layer l - 1 already
+    computes step t + 1 (backward: layer l + 1 step t - 1), each thread waiting for the one
+    below it only where it would overtake it. Same results as one thread, bit for bit.
+    `workers` None: `stack_threads()`. While another process holds the cores, the threads
+    would take turns on one; the op notices (too little overlap in a call) and runs the next
+    calls on one thread, trying again later.
+    """
+    workers = stack_threads() if workers is None else workers
+    params = [t if t is None else t.contiguous() for layer in layers for t in layer]
+    if not torch.is_grad_enabled() or not (
+        xs.requires_grad or any(t is not None and t.requires_grad for t in params)
+    ):
+        w_ih, w_hh, bias, peep = (list(params[i::4]) for i in range(4))
+        return _ops().lstm_stack_forward(xs.contiguous(), w_ih, w_hh, bias, peep, workers)[0]
+    return _LSTMStack.apply(xs.contiguous(), int(workers), *params)
 
 
 def lstm_sequence(

@@ -292,3 +292,46 @@ class GRU(_CellLayer):
 
     cell_class = GRUCell
     cell_args = (*_CellLayer.cell_args, "reset_after")
+
+
+# -- stacked LSTM layers in one call -------------------------------------------------------------
+def lstm_stack_length(layers: Sequence[nn.Module], start: int, x: Tensor) -> int:
+    """How many layers from `layers[start]` on can run on x as one `_compiled.lstm_stack` call:
+    consecutive built LSTM layers (any peephole, bias) that would take the compiled path, start
+    from zero states, draw no dropout mask, return no states and run forwards, each but the
+    last returning sequences. 0 when fewer than two: then each layer runs on its own."""
+    count = 0
+    for layer in layers[start:]:
+        if not _stackable(layer, x):
+            break
+        count += 1
+        if not layer.return_sequences:
+            break
+    return count if count >= 2 else 0
+
+
+def _stackable(layer: nn.Module, x: Tensor) -> bool:
+    cell = getattr(layer, "cell", None)
+    return (
+        isinstance(layer, RNN)
+        and isinstance(cell, LSTMCell)
+        and type(cell).run_compiled_steps is LSTMCell.run_compiled_steps  # not a variant's
+        and layer.built
+        and not layer.go_backwards
+        and not layer.return_state
+        and not (layer.training and (cell.dropout > 0 or cell.recurrent_dropout > 0))
+        and not (layer._forward_hooks or layer._forward_pre_hooks)  # hooks expect their call
+        and layer._path(x, None) == "compiled"
+    )
+
+
+def run_lstm_stack(layers: Sequence[RNN], x: Tensor) -> Tensor:
+    """What `layers` (a run that `lstm_stack_length` accepted) return on x (B, T, F), computed
+    as one call: the same numbers as calling them one after another, with the steps of
+    different layers overlapping on several threads (`_compiled.lstm_stack`)."""
+    first = layers[0]
+    check_input_3d(tuple(x.shape), first.input_shape[-1], layer=first._label())
+    params = [(lay.cell.weight_ih, lay.cell.weight_hh, lay.cell.bias, lay.cell.peephole_weight)
+              for lay in layers]  # fmt: skip
+    out = _compiled.lstm_stack(x.permute(1, 2, 0), params).permute(2, 0, 1)
+    return out if layers[-1].return_sequences else out[:, -1]

@@ -27,16 +27,24 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -642,52 +650,246 @@ void transpose_into(T* RESTRICT dst, const T* RESTRICT src, int64_t rows, int64_
   }
 }
 
+// One LSTM layer's forward pass over a sequence, step by step: the single-layer op runs its
+// steps in a loop, the stack op interleaves the steps of several layers. Step t reads u_t
+// (rows [0, H): hm_{t-1}; rows [H, R): x_t) and writes gates_t, c_t, h_t and hm_t into u_{t+1}.
+// h_t goes to h_out + t * h_stride: the layer's own output, or rows [H', R') of the next
+// layer's u_t in a stack (whose input it is).
+template <typename T>
+struct LstmForwardRun {
+  int64_t steps, H, B, R;
+  LstmParams<T> P;
+  const T* W;      // Wcat (4H, R) = [W_hh | W_ih]
+  T* U;            // (T, R, B)
+  T* Z;            // (4H, B) scratch: the step's pre-activations
+  T* cs;           // (T, H, B)
+  T* gates;        // (T, 4H, B)
+  const T* c0_t;   // (H, B)
+  T* h_out;
+  int64_t h_stride;
+
+  void step(int64_t t, int64_t b0, int64_t b1) const {
+    const int64_t n = H * B;
+    gemm<T>(false, false, 4 * H, b1 - b0, R, W, R, U + t * R * B + b0, B, T(0), Z + b0, B);
+    const T* cp = t == 0 ? c0_t : cs + (t - 1) * n;
+    T* hm = t + 1 < steps ? U + (t + 1) * R * B : nullptr;
+    lstm_forward_columns<T>(P, b0, b1, Z, cp, gates + t * 4 * n, cs + t * n,
+                            h_out + t * h_stride, hm);
+  }
+};
+
+// The tensors of one layer's forward pass: out (T, H, B) (may stay empty inside a stack),
+// cs, gates and u, saved for the backward pass, h_n and c_n (B, H); plus the scratch.
+struct LstmForwardBuffers {
+  Tensor wcat, u, out, cs, gates, scratch, h_n, c_n;
+};
+
+LstmForwardBuffers lstm_forward_buffers(const Tensor& w_ih, const Tensor& w_hh, int64_t T,
+                                        int64_t B, bool with_out, const at::TensorOptions& opts) {
+  const int64_t H = w_hh.size(-1), F = w_ih.size(1), R = H + F;
+  LstmForwardBuffers buf;
+  buf.wcat = at::cat({w_hh, w_ih}, 1);
+  buf.u = empty_buffer({T, R, B}, opts);
+  buf.out = with_out ? empty_buffer({T, H, B}, opts) : Tensor();
+  buf.cs = empty_buffer({T, H, B}, opts);
+  buf.gates = empty_buffer({T, 4 * H, B}, opts);
+  buf.scratch = at::empty({4 * H * B + 2 * H * B}, opts);  // pre | c0^T | mask^T
+  buf.h_n = at::empty({B, H}, opts);
+  buf.c_n = at::empty({B, H}, opts);
+  return buf;
+}
+
+// Fills u_0's state rows (hm_0 = h0 * m) and the transposed c0 and mask; returns the run with
+// its h_t going to (h_out, h_stride).
+template <typename T>
+LstmForwardRun<T> lstm_forward_run(LstmForwardBuffers& buf, const Tensor& h0, const Tensor& c0,
+                                   const OptTensor& bias, const OptTensor& peephole,
+                                   const OptTensor& rmask, T* h_out, int64_t h_stride) {
+  const int64_t T_ = buf.u.size(0), R = buf.u.size(1), B = buf.u.size(2), H = buf.cs.size(1);
+  const int64_t n = H * B;
+  const bool masked = rmask.has_value() && rmask->defined();
+  T* Z = buf.scratch.data_ptr<T>();
+  T* c0_t = Z + 4 * n;
+  T* mask = c0_t + n;
+  T* U = buf.u.data_ptr<T>();
+  transpose_into<T>(c0_t, c0.data_ptr<T>(), B, H);
+  transpose_into<T>(U, h0.data_ptr<T>(), B, H);
+  if (masked) {
+    transpose_into<T>(mask, rmask->data_ptr<T>(), B, H);
+    for (int64_t e = 0; e < n; ++e) U[e] *= mask[e];
+  }
+  const LstmParams<T> P{H, B, ptr_or_null<T>(bias), ptr_or_null<T>(peephole),
+                        masked ? mask : nullptr};
+  return {T_, H, B, R, P, buf.wcat.data_ptr<T>(), U, Z, buf.cs.data_ptr<T>(),
+          buf.gates.data_ptr<T>(), c0_t, h_out, h_stride};
+}
+
+template <typename T>
+void lstm_forward_finish(LstmForwardBuffers& buf, const T* h_last) {
+  const int64_t T_ = buf.cs.size(0), H = buf.cs.size(1), B = buf.cs.size(2);
+  transpose_into<T>(buf.h_n.data_ptr<T>(), h_last, H, B);
+  transpose_into<T>(buf.c_n.data_ptr<T>(), buf.cs.data_ptr<T>() + (T_ - 1) * H * B, H, B);
+}
+
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_forward(
     const Tensor& xs, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& bias,
     const Tensor& h0, const Tensor& c0, const OptTensor& peephole, const OptTensor& rmask) {
   check_lstm_layer(xs, w_ih, w_hh, bias, h0, c0, peephole, rmask);
   const int64_t T = xs.size(0), F = xs.size(1), B = xs.size(2), H = w_hh.size(-1);
-  const int64_t n = H * B, R = H + F;  // R: rows of u_t
-  const bool masked = rmask.has_value() && rmask->defined();
-  const Tensor wcat = at::cat({w_hh, w_ih}, 1);
-  Tensor u = empty_buffer({T, R, B}, xs.options());
-  u.narrow(1, H, F).copy_(xs);
-  Tensor out = empty_buffer({T, H, B}, xs.options());
-  Tensor cs = empty_buffer({T, H, B}, xs.options());
-  Tensor gates = empty_buffer({T, 4 * H, B}, xs.options());
-  Tensor scratch = at::empty({4 * H * B + 2 * n}, xs.options());  // pre | c0^T | mask^T
-  Tensor h_n = at::empty({B, H}, xs.options());
-  Tensor c_n = at::empty({B, H}, xs.options());
+  const int64_t n = H * B, R = H + F;
+  LstmForwardBuffers buf = lstm_forward_buffers(w_ih, w_hh, T, B, true, xs.options());
+  buf.u.narrow(1, H, F).copy_(xs);
   const ColumnBlocks blocks(B, T * 4 * H * R);
   const FlushDenormals flush(xs.scalar_type(), blocks.count > 1 || may_use_threads(B, 4 * H, R));
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "lstm_layer_forward", [&] {
     using T_ = scalar_t;
-    T_* Z = scratch.data_ptr<T_>();
-    T_* c0_t = Z + 4 * H * B;
-    T_* mask = c0_t + n;
-    T_* U = u.data_ptr<T_>();
-    transpose_into<T_>(c0_t, c0.data_ptr<T_>(), B, H);
-    transpose_into<T_>(U, h0.data_ptr<T_>(), B, H);  // hm_0 = h0 * m: rows [0, H) of u_0
-    if (masked) {
-      transpose_into<T_>(mask, rmask->data_ptr<T_>(), B, H);
-      for (int64_t e = 0; e < n; ++e) U[e] *= mask[e];
-    }
-    const LstmParams<T_> P{H, B, ptr_or_null<T_>(bias), ptr_or_null<T_>(peephole),
-                           masked ? mask : nullptr};
-    const T_* W = wcat.data_ptr<T_>();
+    T_* out = buf.out.data_ptr<T_>();
+    const auto run = lstm_forward_run<T_>(buf, h0, c0, bias, peephole, rmask, out, n);
     blocks.run(B, [&](int64_t, int64_t b0, int64_t b1) {
-      for (int64_t t = 0; t < T; ++t) {
-        gemm<T_>(false, false, 4 * H, b1 - b0, R, W, R, U + t * R * B + b0, B, T_(0), Z + b0, B);
-        const T_* cp = t == 0 ? c0_t : cs.data_ptr<T_>() + (t - 1) * n;
-        T_* hm = t + 1 < T ? U + (t + 1) * R * B : nullptr;
-        lstm_forward_columns<T_>(P, b0, b1, Z, cp, gates.data_ptr<T_>() + t * 4 * n,
-                                 cs.data_ptr<T_>() + t * n, out.data_ptr<T_>() + t * n, hm);
-      }
+      for (int64_t t = 0; t < T; ++t) run.step(t, b0, b1);
     });
-    transpose_into<T_>(h_n.data_ptr<T_>(), out.data_ptr<T_>() + (T - 1) * n, H, B);
-    transpose_into<T_>(c_n.data_ptr<T_>(), cs.data_ptr<T_>() + (T - 1) * n, H, B);
+    lstm_forward_finish<T_>(buf, out + (T - 1) * n);
   });
-  return {out, h_n, c_n, cs, gates, u};
+  return {buf.out, buf.h_n, buf.c_n, buf.cs, buf.gates, buf.u};
+}
+
+// One LSTM layer's backward pass, step by step from the last. Step t takes dL/dh_t from above
+// (dout + t * dout_stride, (H, B)) and from step t+1 (dU rows [0, H) and the carry), and
+// gives dz_t, dU = Wcat^T dz_t (its rows [H, R), dL/dx_t, go to dx + t * dx_stride) and
+// dWcat += dz_t u_t^T.
+template <typename T>
+struct LstmBackwardRun {
+  int64_t H, B, R;
+  LstmParams<T> P;  // bias unused
+  const T* W;       // Wcat (4H, R)
+  const T* U;       // (T, R, B)
+  const T* cs;      // (T, H, B)
+  const T* gates;   // (T, 4H, B)
+  const T* c0_t;    // (H, B)
+  const T* dout;
+  int64_t dout_stride;
+  T* DU;     // (R, B)
+  T* DB;     // (4H, B) per-element sums of dz
+  T* DP;     // (3H, B) per-element sums for the peepholes
+  T* carry;  // (H, B) dL/dh_T, zeroed after its first use
+  T* dc;     // (H, B)
+  T* DZ;     // (4H, B)
+  T* dx;
+  int64_t dx_stride;
+
+  void step(int64_t t, int64_t b0, int64_t b1, T* dw) const {
+    const int64_t n = H * B, G = 4 * H, F = R - H, nb = b1 - b0;
+    const T* cp = t == 0 ? c0_t : cs + (t - 1) * n;
+    lstm_backward_columns<T>(P, b0, b1, dout + t * dout_stride, DU, gates + t * 4 * n,
+                             cs + t * n, cp, carry, dc, DZ, DB, DP);
+    const T* Ut = U + t * R * B;
+    gemm<T>(true, false, R, nb, G, W, R, DZ + b0, B, T(0), DU + b0, B);  // dU = Wcat^T dz_t
+    gemm<T>(false, true, G, R, nb, DZ + b0, B, Ut + b0, B, T(1), dw, R);  // dWcat += dz u^T
+    T* dxt = dx + t * dx_stride;
+    for (int64_t f = 0; f < F; ++f) {
+      std::memcpy(dxt + f * B + b0, DU + (H + f) * B + b0, sizeof(T) * nb);
+    }
+  }
+};
+
+// The tensors of one layer's backward pass: the gradients it returns (dxs may stay empty
+// inside a stack) and its zero-initialised and scratch buffers, one allocation each (small
+// calls are dominated by their fixed costs): zeroed = dU (R, B) | db (G, B) | dp (3H, B) | per
+// column block: dWcat (G, R); scratch = c0^T, mask^T, carry, dc (H, B each) | dz (G, B).
+struct LstmBackwardBuffers {
+  Tensor wcat, zeroed, scratch, dxs, dw_ih, dw_hh, dbias, dpeep, dh0, dc0;
+  int64_t blocks;
+};
+
+LstmBackwardBuffers lstm_backward_buffers(const Tensor& w_ih, const Tensor& w_hh, int64_t T,
+                                          int64_t B, int64_t blocks, bool with_dxs,
+                                          const at::TensorOptions& opts) {
+  const int64_t H = w_hh.size(-1), F = w_ih.size(1), R = H + F, G = 4 * H, n = H * B;
+  LstmBackwardBuffers buf;
+  buf.wcat = at::cat({w_hh, w_ih}, 1);
+  buf.zeroed = at::zeros({R * B + G * B + 3 * n + blocks * G * R}, opts);
+  buf.scratch = at::empty({4 * n + G * B}, opts);
+  buf.dxs = with_dxs ? at::empty({T, F, B}, opts) : Tensor();
+  buf.dw_ih = at::empty({G, F}, opts);
+  buf.dw_hh = at::empty({G, H}, opts);
+  buf.dbias = at::empty({G}, opts);
+  buf.dpeep = at::empty({3, H}, opts);
+  buf.dh0 = at::empty({B, H}, opts);
+  buf.dc0 = at::empty({B, H}, opts);
+  buf.blocks = blocks;
+  return buf;
+}
+
+template <typename T>
+LstmBackwardRun<T> lstm_backward_run(LstmBackwardBuffers& buf, const Tensor& dh_n,
+                                     const Tensor& dc_n, const Tensor& c0,
+                                     const OptTensor& peephole, const OptTensor& rmask,
+                                     const Tensor& cs, const Tensor& gates, const Tensor& u,
+                                     const T* dout, int64_t dout_stride, T* dx,
+                                     int64_t dx_stride) {
+  const int64_t H = cs.size(1), B = cs.size(2), R = u.size(1), G = 4 * H, n = H * B;
+  const bool masked = rmask.has_value() && rmask->defined();
+  T* DU = buf.zeroed.data_ptr<T>();
+  T* DB = DU + R * B;
+  T* DP = DB + G * B;
+  T* c0_t = buf.scratch.data_ptr<T>();
+  T* mask = c0_t + n;
+  T* carry = mask + n;
+  T* dc = carry + n;
+  T* DZ = dc + n;
+  transpose_into<T>(c0_t, c0.data_ptr<T>(), B, H);
+  if (masked) transpose_into<T>(mask, rmask->data_ptr<T>(), B, H);
+  transpose_into<T>(carry, dh_n.data_ptr<T>(), B, H);
+  transpose_into<T>(dc, dc_n.data_ptr<T>(), B, H);
+  const LstmParams<T> P{H, B, nullptr, ptr_or_null<T>(peephole), masked ? mask : nullptr};
+  return {H,  B,     R,  P,  buf.wcat.data_ptr<T>(), u.data_ptr<T>(), cs.data_ptr<T>(),
+          gates.data_ptr<T>(), c0_t, dout, dout_stride, DU, DB, DP, carry, dc, DZ, dx,
+          dx_stride};
+}
+
+// The per-block dWcat of column block k (G, R), in the zeroed buffer after dU, db and dp.
+template <typename T>
+T* lstm_block_dw(const LstmBackwardBuffers& buf, int64_t k, int64_t H, int64_t B, int64_t R) {
+  return buf.zeroed.data_ptr<T>() + R * B + 4 * H * B + 3 * H * B + k * 4 * H * R;
+}
+
+// After the last step: dWcat block sums in block order (split into dW_hh | dW_ih), db and dp
+// summed over the batch, dh0 = carry + m * dhm_{-1} and dc0 = dc back to (B, H).
+template <typename T>
+void lstm_backward_finish(LstmBackwardBuffers& buf, const LstmBackwardRun<T>& run) {
+  const int64_t H = run.H, B = run.B, R = run.R, F = R - H, G = 4 * H;
+  T* out_ih = buf.dw_ih.data_ptr<T>();
+  T* out_hh = buf.dw_hh.data_ptr<T>();
+  for (int64_t k = 0; k < buf.blocks; ++k) {
+    const T* dw = lstm_block_dw<T>(buf, k, H, B, R);
+    const auto put = [k](T& to, T value) { to = k == 0 ? value : to + value; };
+    for (int64_t g = 0; g < G; ++g) {
+      for (int64_t j = 0; j < H; ++j) put(out_hh[g * H + j], dw[g * R + j]);
+      for (int64_t f = 0; f < F; ++f) put(out_ih[g * F + f], dw[g * R + H + f]);
+    }
+  }
+  T* out_b = buf.dbias.data_ptr<T>();
+  T* out_p = buf.dpeep.data_ptr<T>();
+  for (int64_t row = 0; row < G; ++row) {
+    T sum = 0;
+    for (int64_t b = 0; b < B; ++b) sum += run.DB[row * B + b];
+    out_b[row] = sum;
+  }
+  for (int64_t row = 0; row < 3 * H; ++row) {
+    T sum = 0;
+    for (int64_t b = 0; b < B; ++b) sum += run.DP[row * B + b];
+    out_p[row] = sum;
+  }
+  T* h0g = buf.dh0.data_ptr<T>();
+  T* c0g = buf.dc0.data_ptr<T>();
+  const T* mask = run.P.mask;
+  for (int64_t j = 0; j < H; ++j) {
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t e = j * B + b;
+      h0g[b * H + j] = run.carry[e] + (mask ? mask[e] : T(1)) * run.DU[e];
+      c0g[b * H + j] = run.dc[e];
+    }
+  }
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_backward(
@@ -696,96 +898,322 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_ba
     const Tensor& cs, const Tensor& gates, const Tensor& u) {
   const int64_t T = cs.size(0), H = cs.size(1), B = cs.size(2), F = w_ih.size(1);
   const int64_t n = H * B, R = H + F, G = 4 * H;
-  const bool masked = rmask.has_value() && rmask->defined();
-  const Tensor wcat = at::cat({w_hh, w_ih}, 1);
   const ColumnBlocks blocks(B, T * G * R);
-  const int64_t K = blocks.count;
-  const auto opts = cs.options();
-  // One allocation each for the zero-initialised and the scratch buffers (small calls are
-  // dominated by their fixed costs): zeroed = dU (R, B) | db (G, B) | dp (3H, B) | per column
-  // block: dWcat (G, R); scratch = c0^T, mask^T, carry, dc (H, B each) | dz (G, B).
-  Tensor zeroed = at::zeros({R * B + G * B + 3 * n + K * G * R}, opts);
-  Tensor scratch = at::empty({4 * n + G * B}, opts);
-  Tensor dxs = at::empty({T, F, B}, opts);
-  Tensor dw_ih = at::empty({G, F}, opts);
-  Tensor dw_hh = at::empty({G, H}, opts);
-  Tensor dbias = at::empty({G}, opts);
-  Tensor dpeep = at::empty({3, H}, opts);
-  Tensor dh0 = at::empty({B, H}, opts);
-  Tensor dc0 = at::empty({B, H}, opts);
-  const FlushDenormals flush(cs.scalar_type(), K > 1 || may_use_threads(B, G, R));
+  LstmBackwardBuffers buf =
+      lstm_backward_buffers(w_ih, w_hh, T, B, blocks.count, true, cs.options());
+  const FlushDenormals flush(cs.scalar_type(), blocks.count > 1 || may_use_threads(B, G, R));
   AT_DISPATCH_FLOATING_TYPES(cs.scalar_type(), "lstm_layer_backward", [&] {
     using T_ = scalar_t;
-    T_* DU = zeroed.data_ptr<T_>();
-    T_* DB = DU + R * B;
-    T_* DP = DB + G * B;
-    T_* block_dw = DP + 3 * n;
-    T_* c0_t = scratch.data_ptr<T_>();
-    T_* mask = c0_t + n;
-    T_* carry = mask + n;
-    T_* dc = carry + n;
-    T_* DZ = dc + n;
-    transpose_into<T_>(c0_t, c0.data_ptr<T_>(), B, H);
-    if (masked) transpose_into<T_>(mask, rmask->data_ptr<T_>(), B, H);
-    transpose_into<T_>(carry, dh_n.data_ptr<T_>(), B, H);
-    transpose_into<T_>(dc, dc_n.data_ptr<T_>(), B, H);
-    const LstmParams<T_> P{H, B, nullptr, ptr_or_null<T_>(peephole), masked ? mask : nullptr};
-    const T_* W = wcat.data_ptr<T_>();
-    const T_* U = u.data_ptr<T_>();
+    const auto run = lstm_backward_run<T_>(buf, dh_n, dc_n, c0, peephole, rmask, cs, gates, u,
+                                           dout.data_ptr<T_>(), n, buf.dxs.data_ptr<T_>(),
+                                           F * B);
     blocks.run(B, [&](int64_t k, int64_t b0, int64_t b1) {
-      const int64_t nb = b1 - b0;
-      T_* dw = block_dw + k * G * R;
-      for (int64_t t = T - 1; t >= 0; --t) {
-        const T_* cp = t == 0 ? c0_t : cs.data_ptr<T_>() + (t - 1) * n;
-        lstm_backward_columns<T_>(P, b0, b1, dout.data_ptr<T_>() + t * n, DU,
-                                  gates.data_ptr<T_>() + t * 4 * n, cs.data_ptr<T_>() + t * n,
-                                  cp, carry, dc, DZ, DB, DP);
-        const T_* Ut = U + t * R * B;
-        // dU = Wcat^T dz_t, then dWcat += dz_t u_t^T
-        gemm<T_>(true, false, R, nb, G, W, R, DZ + b0, B, T_(0), DU + b0, B);
-        gemm<T_>(false, true, G, R, nb, DZ + b0, B, Ut + b0, B, T_(1), dw, R);
-        T_* dx = dxs.data_ptr<T_>() + t * F * B;
-        for (int64_t f = 0; f < F; ++f) {
-          std::memcpy(dx + f * B + b0, DU + (H + f) * B + b0, sizeof(T_) * nb);
+      T_* dw = lstm_block_dw<T_>(buf, k, H, B, R);
+      for (int64_t t = T - 1; t >= 0; --t) run.step(t, b0, b1, dw);
+    });
+    lstm_backward_finish<T_>(buf, run);
+  });
+  return {buf.dxs, buf.dw_ih, buf.dw_hh, buf.dbias, buf.dh0, buf.dc0, buf.dpeep};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stacked LSTM layers as one op: layer l's input is layer l-1's output, every layer starts
+// from zero states, only the top layer's output is returned. With `workers` >= 2 threads the
+// layers run as a wavefront: the layers are split into contiguous groups, one per thread, and
+// a group runs step t as soon as the group below (forward; above, backward) has finished it,
+// so the steps of different layers overlap in time. Each layer's arithmetic is that of the
+// single-layer op, in the same order, so the results are the same to the last bit.
+// ---------------------------------------------------------------------------------------------
+
+// Waits until `progress` exceeds k: spinning briefly (the other thread is usually one step
+// ahead), then yielding the core (it may be shared with other processes).
+void wait_past(const std::atomic<int64_t>& progress, int64_t k) {
+  for (int spins = 0; progress.load(std::memory_order_acquire) <= k; ++spins) {
+#if defined(SEQCAST_HAS_MXCSR)
+    if (spins < 2048) {
+      _mm_pause();
+      continue;
+    }
+#endif
+    std::this_thread::yield();
+  }
+}
+
+// The wavefront only pays while each thread has a core to itself. When another process holds
+// the second core, the threads take turns on one (a call measured 4 times slower than on one
+// thread). So each call compares its wall time with the CPU time its threads spent on steps
+// (their CPU time less their waits): without overlap (wall time over 85% of that sum) the next
+// calls run on one thread, 64 of them at first, twice as many after each further miss (up to
+// 16384), and the count goes back to 64 after a call that overlapped well.
+class WavefrontGate {
+ public:
+  bool open() {
+    int64_t left = skip_.load(std::memory_order_relaxed);
+    while (left > 0) {
+      if (skip_.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) {
+        skipped_.fetch_add(1, std::memory_order_relaxed);
+        return false;
+      }
+    }
+    return true;
+  }
+  void record(double wall, double working) {
+    runs_.fetch_add(1, std::memory_order_relaxed);
+    if (wall > 0.85 * working) {
+      misses_.fetch_add(1, std::memory_order_relaxed);
+      const int64_t next = std::min<int64_t>(backoff_.load(std::memory_order_relaxed) * 2, 16384);
+      backoff_.store(next, std::memory_order_relaxed);
+      skip_.store(next, std::memory_order_relaxed);
+    } else {
+      backoff_.store(32, std::memory_order_relaxed);
+    }
+  }
+  // [calls run as a wavefront, of which too little overlap, calls sent to one thread]
+  std::vector<int64_t> stats() const { return {runs_.load(), misses_.load(), skipped_.load()}; }
+  void reset() {
+    skip_.store(0);
+    backoff_.store(32);
+    runs_.store(0);
+    misses_.store(0);
+    skipped_.store(0);
+  }
+
+ private:
+  std::atomic<int64_t> skip_{0}, backoff_{32}, runs_{0}, misses_{0}, skipped_{0};
+};
+
+WavefrontGate& wavefront_gate() {
+  static WavefrontGate gate;
+  return gate;
+}
+
+double wall_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// CPU time of the calling thread (the wall clock where there is no such clock).
+double thread_cpu_seconds() {
+#if defined(CLOCK_THREAD_CPUTIME_ID)
+  timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) return ts.tv_sec + 1e-9 * ts.tv_nsec;
+#endif
+  return wall_seconds();
+}
+
+// Runs step(l, k) for every layer l in [0, L) and k in [0, K) such that (l, k) follows
+// (l - 1, k): layer-major on one thread, as a wavefront over up to `workers` threads. `fp32`:
+// the threads flush denormals as FlushDenormals does.
+template <typename Step>
+void run_wavefront(int64_t L, int64_t K, int64_t workers, bool fp32, const Step& step) {
+  const auto layer_major = [&] {
+    for (int64_t l = 0; l < L; ++l) {
+      for (int64_t k = 0; k < K; ++k) step(l, k);
+    }
+  };
+  workers = std::min(workers, L);
+#if defined(_OPENMP)
+  if (workers >= 2 && !omp_in_parallel() && wavefront_gate().open()) {
+    std::vector<std::atomic<int64_t>> done(L);
+    for (auto& d : done) d.store(0);
+    std::atomic<int64_t> working_ns{0};
+    std::atomic<bool> ran{true};
+    const double start = wall_seconds();
+#pragma omp parallel num_threads(workers)
+    {
+      const double cpu_start = thread_cpu_seconds();
+      const int64_t w = omp_get_thread_num(), team = omp_get_num_threads();
+      // thread 0 is the caller, whose mode the op has set already
+      const FlushDenormals flush(fp32 && w != 0 ? at::kFloat : at::kDouble, false);
+      double waited = 0;
+      if (team < workers) {
+        if (w == 0) layer_major();
+        ran = false;
+      } else {
+        const int64_t first = w * L / team, last = (w + 1) * L / team;  // layers [first, last)
+        for (int64_t k = 0; k < K; ++k) {
+          if (first > 0 && done[first - 1].load(std::memory_order_acquire) <= k) {
+            const double since = wall_seconds();
+            wait_past(done[first - 1], k);
+            waited += wall_seconds() - since;
+          }
+          for (int64_t l = first; l < last; ++l) step(l, k);
+          done[last - 1].store(k + 1, std::memory_order_release);
         }
       }
-    });
-    // dWcat: block sums in block order, columns split into dW_hh | dW_ih
-    T_* out_ih = dw_ih.data_ptr<T_>();
-    T_* out_hh = dw_hh.data_ptr<T_>();
-    for (int64_t k = 0; k < K; ++k) {
-      const T_* dw = block_dw + k * G * R;
-      const auto put = [k](T_& to, T_ value) { to = k == 0 ? value : to + value; };
-      for (int64_t g = 0; g < G; ++g) {
-        for (int64_t j = 0; j < H; ++j) put(out_hh[g * H + j], dw[g * R + j]);
-        for (int64_t f = 0; f < F; ++f) put(out_ih[g * F + f], dw[g * R + H + f]);
+      const double working = thread_cpu_seconds() - cpu_start - waited;
+      working_ns.fetch_add(static_cast<int64_t>(std::max(0.0, working) * 1e9));
+    }
+    if (ran) wavefront_gate().record(wall_seconds() - start, working_ns.load() * 1e-9);
+    return;
+  }
+#endif
+  (void)fp32;
+  layer_major();
+}
+
+// The threads worth a wavefront whose steps take `step_work` multiply-adds over all layers:
+// one below ~32K (batch 8 of a 2 x LSTM(20), say), where a step takes about as long as a
+// hand-off between threads.
+int64_t wavefront_workers(int64_t workers, int64_t step_work) {
+  return step_work >= (int64_t(1) << 15) ? workers : 1;
+}
+
+// The gate's counters (see WavefrontGate::stats) and whether this build has OpenMP (without
+// it every call runs on one thread); `reset` also reopens the gate.
+std::vector<int64_t> wavefront_stats(bool reset) {
+  std::vector<int64_t> stats = wavefront_gate().stats();
+#if defined(_OPENMP)
+  stats.push_back(1);
+#else
+  stats.push_back(0);
+#endif
+  if (reset) wavefront_gate().reset();
+  return stats;
+}
+
+void check_lstm_stack(const Tensor& xs, at::TensorList w_ih, at::TensorList w_hh,
+                      const c10::List<std::optional<Tensor>>& bias,
+                      const c10::List<std::optional<Tensor>>& peephole) {
+  const int64_t L = static_cast<int64_t>(w_ih.size());
+  TORCH_CHECK(L >= 1, "lstm_stack: at least one layer");
+  TORCH_CHECK(static_cast<int64_t>(w_hh.size()) == L && static_cast<int64_t>(bias.size()) == L &&
+                  static_cast<int64_t>(peephole.size()) == L,
+              "lstm_stack: w_ih, w_hh, bias and peephole need one entry per layer");
+  int64_t features = xs.size(1);
+  for (int64_t l = 0; l < L; ++l) {
+    TORCH_CHECK(w_ih[l].dim() == 2 && w_ih[l].size(1) == features,
+                "lstm_stack: layer ", l, " takes ", features, " features, its w_ih is ",
+                w_ih[l].sizes());
+    const int64_t H = w_hh[l].size(-1);
+    const Tensor zeros = at::zeros({xs.size(2), H}, xs.options());
+    check_lstm_layer(at::empty({1, features, xs.size(2)}, xs.options()), w_ih[l], w_hh[l],
+                     bias.get(l), zeros, zeros, peephole.get(l), std::nullopt);
+    features = H;
+  }
+}
+
+// Forward of the stack from zero states. Returns [out (T, H_top, B), then per layer: cs,
+// gates, u] (what the backward needs).
+std::vector<Tensor> lstm_stack_forward(const Tensor& xs, at::TensorList w_ih, at::TensorList w_hh,
+                                       const c10::List<std::optional<Tensor>>& bias,
+                                       const c10::List<std::optional<Tensor>>& peephole,
+                                       int64_t workers) {
+  TORCH_CHECK(xs.dim() == 3, "lstm_stack: xs must be (time, features, batch), got ", xs.sizes());
+  check_lstm_stack(xs, w_ih, w_hh, bias, peephole);
+  const int64_t L = static_cast<int64_t>(w_ih.size()), T = xs.size(0), B = xs.size(2);
+  std::vector<LstmForwardBuffers> bufs;
+  int64_t work = 0, step_work = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    bufs.push_back(lstm_forward_buffers(w_ih[l], w_hh[l], T, B, l + 1 == L, xs.options()));
+    work = std::max(work, T * 4 * w_hh[l].size(-1) * bufs.back().u.size(1));
+    step_work += 4 * w_hh[l].size(-1) * bufs.back().u.size(1) * B;
+  }
+  const ColumnBlocks blocks(B, work);
+  bufs[0].u.narrow(1, w_hh[0].size(-1), xs.size(1)).copy_(xs);
+  const bool fp32 = xs.scalar_type() == at::kFloat;
+  const FlushDenormals flush(xs.scalar_type(), blocks.count > 1);
+  AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "lstm_stack_forward", [&] {
+    using T_ = scalar_t;
+    std::vector<LstmForwardRun<T_>> runs;
+    for (int64_t l = 0; l < L; ++l) {
+      const Tensor zeros = at::zeros({B, w_hh[l].size(-1)}, xs.options());
+      T_* h_out;
+      int64_t h_stride;
+      if (l + 1 < L) {  // into rows [H', R') of the next layer's u_t
+        const int64_t Hn = w_hh[l + 1].size(-1), Rn = bufs[l + 1].u.size(1);
+        h_out = bufs[l + 1].u.data_ptr<T_>() + Hn * B;
+        h_stride = Rn * B;
+      } else {
+        h_out = bufs[l].out.data_ptr<T_>();
+        h_stride = w_hh[l].size(-1) * B;
       }
+      runs.push_back(lstm_forward_run<T_>(bufs[l], zeros, zeros, bias.get(l), peephole.get(l),
+                                          std::nullopt, h_out, h_stride));
     }
-    // db and dp: summed over the batch
-    T_* out_b = dbias.data_ptr<T_>();
-    T_* out_p = dpeep.data_ptr<T_>();
-    for (int64_t row = 0; row < G; ++row) {
-      T_ sum = 0;
-      for (int64_t b = 0; b < B; ++b) sum += DB[row * B + b];
-      out_b[row] = sum;
-    }
-    for (int64_t row = 0; row < 3 * H; ++row) {
-      T_ sum = 0;
-      for (int64_t b = 0; b < B; ++b) sum += DP[row * B + b];
-      out_p[row] = sum;
-    }
-    // dh0 = carry + m * dhm_{-1}, dc0 = dc, back to (B, H)
-    T_* h0g = dh0.data_ptr<T_>();
-    T_* c0g = dc0.data_ptr<T_>();
-    for (int64_t j = 0; j < H; ++j) {
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t e = j * B + b;
-        h0g[b * H + j] = carry[e] + (masked ? mask[e] : T_(1)) * DU[e];
-        c0g[b * H + j] = dc[e];
+    if (blocks.count > 1) {  // large batches: column blocks within each layer
+      for (int64_t l = 0; l < L; ++l) {
+        blocks.run(B, [&](int64_t, int64_t b0, int64_t b1) {
+          for (int64_t t = 0; t < T; ++t) runs[l].step(t, b0, b1);
+        });
       }
+    } else {
+      run_wavefront(L, T, wavefront_workers(workers, step_work), fp32,
+                    [&](int64_t l, int64_t t) { runs[l].step(t, 0, B); });
     }
   });
-  return {dxs, dw_ih, dw_hh, dbias, dh0, dc0, dpeep};
+  std::vector<Tensor> result{bufs[L - 1].out};
+  for (auto& buf : bufs) {
+    result.push_back(buf.cs);
+    result.push_back(buf.gates);
+    result.push_back(buf.u);
+  }
+  return result;
+}
+
+// Backward of the stack. Returns [dxs (T, F, B), then per layer: dw_ih, dw_hh, dbias, dpeep].
+std::vector<Tensor> lstm_stack_backward(const Tensor& dout, at::TensorList w_ih,
+                                        at::TensorList w_hh,
+                                        const c10::List<std::optional<Tensor>>& peephole,
+                                        at::TensorList saved, int64_t workers) {
+  const int64_t L = static_cast<int64_t>(w_ih.size());
+  TORCH_CHECK(static_cast<int64_t>(saved.size()) == 3 * L,
+              "lstm_stack_backward: expected cs, gates, u per layer");
+  const Tensor& top_cs = saved[3 * (L - 1)];
+  TORCH_CHECK(dout.sizes() == top_cs.sizes() && dout.is_contiguous() &&
+                  dout.scalar_type() == top_cs.scalar_type(),
+              "lstm_stack_backward: dout must be a contiguous ", top_cs.sizes(), " tensor");
+  const int64_t T = top_cs.size(0), B = top_cs.size(2);
+  const auto opts = top_cs.options();
+  int64_t work = 0, step_work = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    work = std::max(work, T * 4 * w_hh[l].size(-1) * saved[3 * l + 2].size(1));
+    step_work += 4 * w_hh[l].size(-1) * saved[3 * l + 2].size(1) * B;
+  }
+  const ColumnBlocks blocks(B, work);
+  std::vector<LstmBackwardBuffers> bufs;
+  std::vector<Tensor> dmid(L);  // dmid[l]: dL/d(input of layer l) = dL/d(output of l - 1)
+  for (int64_t l = 0; l < L; ++l) {
+    bufs.push_back(lstm_backward_buffers(w_ih[l], w_hh[l], T, B, blocks.count, l == 0, opts));
+    if (l > 0) dmid[l] = at::empty({T, w_ih[l].size(1), B}, opts);
+  }
+  const bool fp32 = top_cs.scalar_type() == at::kFloat;
+  const FlushDenormals flush(top_cs.scalar_type(), blocks.count > 1);
+  AT_DISPATCH_FLOATING_TYPES(top_cs.scalar_type(), "lstm_stack_backward", [&] {
+    using T_ = scalar_t;
+    std::vector<LstmBackwardRun<T_>> runs;
+    for (int64_t l = 0; l < L; ++l) {
+      const int64_t H = w_hh[l].size(-1), F = w_ih[l].size(1);
+      const Tensor zeros = at::zeros({B, H}, opts);
+      const T_* d_above = l + 1 < L ? dmid[l + 1].data_ptr<T_>() : dout.data_ptr<T_>();
+      T_* dx = l == 0 ? bufs[0].dxs.data_ptr<T_>() : dmid[l].data_ptr<T_>();
+      runs.push_back(lstm_backward_run<T_>(bufs[l], zeros, zeros, zeros, peephole.get(l),
+                                           std::nullopt, saved[3 * l], saved[3 * l + 1],
+                                           saved[3 * l + 2], d_above, H * B, dx, F * B));
+    }
+    if (blocks.count > 1) {
+      for (int64_t l = L - 1; l >= 0; --l) {
+        blocks.run(B, [&](int64_t k, int64_t b0, int64_t b1) {
+          T_* dw = lstm_block_dw<T_>(bufs[l], k, runs[l].H, B, runs[l].R);
+          for (int64_t t = T - 1; t >= 0; --t) runs[l].step(t, b0, b1, dw);
+        });
+      }
+    } else {  // the wavefront from the top layer down, from the last step back
+      run_wavefront(L, T, wavefront_workers(workers, step_work), fp32, [&](int64_t i, int64_t k) {
+        const int64_t l = L - 1 - i;
+        runs[l].step(T - 1 - k, 0, B, lstm_block_dw<T_>(bufs[l], 0, runs[l].H, B, runs[l].R));
+      });
+    }
+    for (int64_t l = 0; l < L; ++l) lstm_backward_finish<T_>(bufs[l], runs[l]);
+  });
+  std::vector<Tensor> result{bufs[0].dxs};
+  for (auto& buf : bufs) {
+    result.push_back(buf.dw_ih);
+    result.push_back(buf.dw_hh);
+    result.push_back(buf.dbias);
+    result.push_back(buf.dpeep);
+  }
+  return result;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1387,6 +1815,15 @@ TORCH_LIBRARY(seqcast_rnn, m) {
       "Tensor c0, Tensor? peephole, Tensor? rmask, Tensor cs, Tensor gates, Tensor u) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
       &lstm_layer_backward);
+  m.def(
+      "lstm_stack_forward(Tensor xs, Tensor[] w_ih, Tensor[] w_hh, Tensor?[] bias, "
+      "Tensor?[] peephole, int workers) -> Tensor[]",
+      &lstm_stack_forward);
+  m.def(
+      "lstm_stack_backward(Tensor dout, Tensor[] w_ih, Tensor[] w_hh, Tensor?[] peephole, "
+      "Tensor[] saved, int workers) -> Tensor[]",
+      &lstm_stack_backward);
+  m.def("wavefront_stats(bool reset) -> int[]", &wavefront_stats);
   m.def(
       "gru_forward(Tensor xproj, Tensor w_hh, Tensor h0, Tensor? b_hh, bool reset_after, "
       "Tensor? rmask) -> (Tensor, Tensor, Tensor, Tensor)",
