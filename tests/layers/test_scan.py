@@ -240,10 +240,10 @@ def test_compiled_scan_time_chunks_match_one_pass(cls):
 
 @needs_compiled
 def test_compiled_scan_on_two_threads_matches_one_thread():
-    # Long enough for one time chunk per thread (at least 256 steps and 32768 lanes * steps each)
-    layer = _layer(MinGRU, features=2, units=8, return_sequences=True)
-    x, h0 = torch.randn(4, 2048, 2, dtype=D), torch.randn(4, 8, dtype=D)
-    upstream = torch.randn(4, 2048, 8, dtype=D)
+    # Large enough for a time chunk per thread (each at least 256 steps and 2^20 lanes * steps)
+    layer = _layer(MinGRU, features=1, units=16, return_sequences=True)
+    x, h0 = torch.randn(16, 8192, 1, dtype=D), torch.randn(16, 16, dtype=D)
+    upstream = torch.randn(16, 8192, 16, dtype=D)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)

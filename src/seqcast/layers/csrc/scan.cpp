@@ -218,37 +218,44 @@ SEQCAST_INLINE T gate_input(const T* RESTRICT zt, int64_t N, int64_t n) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Denormals (float32), as in recurrences.cpp: flushed to zero while an op runs, restored after.
+// Denormals and threads
 // ---------------------------------------------------------------------------------------------
 
+// Float32 work runs with denormals flushed to zero (FTZ/DAZ), as in recurrences.cpp: the
+// vanishing messages of a long backward pass otherwise reach denormal floats, whose arithmetic
+// is ~100 times slower. Set on the thread that does the work and restored after it: the calling
+// thread, and each task of a chunked pass (so no extra hand-off to the thread pool is needed).
+template <typename T>
 class FlushDenormals {
  public:
-  FlushDenormals(at::ScalarType dtype, bool all_threads)
-      : active_(dtype == at::kFloat), all_threads_(all_threads) {
-    if (active_) apply(true);
-  }
-  ~FlushDenormals() {
-    if (active_) apply(false);
-  }
-
- private:
-  void apply(bool enter) const {
+  FlushDenormals() {
 #if defined(SEQCAST_HAS_MXCSR)
-    static thread_local unsigned saved = 0;
-    const auto set = [enter] {
-      if (enter) saved = _mm_getcsr();
-      _mm_setcsr(enter ? saved | 0x8040u : saved);
-    };
-    set();
-    if (all_threads_) {
-      at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
-        if (at::get_thread_num() != 0) set();
-      });
+    if constexpr (std::is_same_v<T, float>) {
+      saved_ = _mm_getcsr();
+      _mm_setcsr(saved_ | 0x8040u);
     }
 #endif
   }
-  bool active_, all_threads_;
+  ~FlushDenormals() {
+#if defined(SEQCAST_HAS_MXCSR)
+    if constexpr (std::is_same_v<T, float>) _mm_setcsr(saved_);
+#endif
+  }
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+ private:
+  unsigned saved_ = 0;
 };
+
+// f(c) for every chunk c in [begin, end), on torch's intra-op threads (inline with one).
+template <typename T, typename F>
+void for_chunks(int64_t begin, int64_t end, const F& f) {
+  at::parallel_for(begin, end, 1, [&](int64_t c0, int64_t c1) {
+    const FlushDenormals<T> flush;
+    for (int64_t c = c0; c < c1; ++c) f(c);
+  });
+}
 
 // ---------------------------------------------------------------------------------------------
 // Problem, lanes and blocks
@@ -258,8 +265,11 @@ constexpr int64_t kSteps = 16;             // steps of z gathered per block
 constexpr int64_t kMaxLanes = 1024;        // lanes (rows * H) per group of batch rows
 constexpr int64_t kInlineFeatures = 32;    // up to this many input features (and a weight of up
 constexpr int64_t kInlineWeight = 16384;   // to this many values) the projection runs inline
-constexpr int64_t kMinChunkSteps = 256;    // automatic time chunks: at least this many steps
-constexpr int64_t kMinChunkWork = 32768;   // ... and lanes * steps
+// Automatic time chunks (one per thread) need at least this many steps and lanes * steps each:
+// ~2 ms of float32 work, as a join with a thread that a busy machine has not scheduled can cost
+// milliseconds (measured: 1.9 -> 24 ms a call at 0.65M lanes * steps on 2 shared cores).
+constexpr int64_t kMinChunkSteps = 256;
+constexpr int64_t kMinChunkWork = int64_t(1) << 20;
 
 template <typename T>
 struct Problem {
@@ -278,7 +288,7 @@ struct Problem {
 template <typename T>
 struct Lanes {
   int64_t b0, b1, N, in0, row0;
-  std::vector<int32_t> in, row, iota;  // iota: 0, 1, ..., N - 1
+  std::vector<int32_t> in, row;
   std::vector<T> bias;                 // (G, N): lane n's bias per gate (inline projection)
   std::vector<T> w;                    // (F, G, N): lane n's weights (inline projection)
   std::vector<T> h0;                   // (N): h0, or zeros
@@ -296,7 +306,6 @@ Lanes<T> make_lanes(const Problem<T>& P, int64_t b0, int64_t b1) {
              b0 * P.T_ * H,
              std::vector<int32_t>(N),
              std::vector<int32_t>(N),
-             std::vector<int32_t>(N),
              {},
              {},
              std::vector<T>(N, T(0))};
@@ -308,7 +317,6 @@ Lanes<T> make_lanes(const Problem<T>& P, int64_t b0, int64_t b1) {
     for (int64_t j = 0; j < H; ++j) {
       const int64_t n = (b - b0) * H + j;
       L.row[n] = static_cast<int32_t>((b - b0) * P.T_ * H + j);
-      L.iota[n] = static_cast<int32_t>(n);
       L.in[n] = static_cast<int32_t>((b - b0) * P.T_ * in_width + (inline_projection ? 0 : j));
       if (P.h0 != nullptr) L.h0[n] = P.h0[b * H + j];
       if (!inline_projection) continue;
@@ -342,6 +350,20 @@ int64_t auto_chunks(int64_t T, int64_t lanes) {
   return std::max<int64_t>(1, std::min({threads, by_steps, by_work}));
 }
 
+// x[b, t, f] over the H lanes of each row b (inline projection).
+template <typename T>
+SEQCAST_INLINE void lane_inputs(const Problem<T>& P, const Lanes<T>& L, int64_t t, int64_t f,
+                                T* RESTRICT xl) {
+  const int64_t H = P.H;
+  const T* RESTRICT src = P.x + L.in0 + t * P.F + f;
+  for (int64_t r = 0; r < L.b1 - L.b0; ++r) {
+    const T v = src[L.in[r * H]];
+    T* RESTRICT dst = xl + r * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) dst[j] = v;
+  }
+}
+
 // z of steps [t0, t1) in lanes: zs[t - t0][gate][lane].
 template <typename T>
 SEQCAST_SIMD void gather_z(const Problem<T>& P, const Lanes<T>& L, int64_t t0, int64_t t1,
@@ -360,9 +382,7 @@ SEQCAST_SIMD void gather_z(const Problem<T>& P, const Lanes<T>& L, int64_t t0, i
       continue;
     }
     for (int64_t f = 0; f < F; ++f) {
-      const T* RESTRICT src = P.x + L.in0 + t * F + f;
-#pragma omp simd
-      for (int64_t n = 0; n < N; ++n) xl[n] = src[in[n]];
+      lane_inputs(P, L, t, f, xl);
       for (int64_t q = 0; q < G; ++q) {
         T* RESTRICT dst = zt + q * N;
         const T* RESTRICT wq = L.w.data() + (f * G + q) * N;
@@ -469,11 +489,9 @@ void forward_lanes(const Problem<T>& P, const Lanes<T>& L, int64_t C, T* out, T*
   const int first = P.h0 != nullptr ? kAddState : kZeroStart;
   if (C == 1) return forward_range<T, K>(P, L, 0, T_, first, out, prod);
   // 1. every chunk from h = 0 (chunk 0 from h0: final already), in parallel
-  at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      forward_range<T, K>(P, L, chunk_start(T_, C, c), chunk_start(T_, C, c + 1),
-                          c == 0 ? first : kStoreProduct, out, prod);
-    }
+  for_chunks<T>(0, C, [&](int64_t c) {
+    forward_range<T, K>(P, L, chunk_start(T_, C, c), chunk_start(T_, C, c + 1),
+                        c == 0 ? first : kStoreProduct, out, prod);
   });
   // 2. the true state before each chunk, in order: h_end = h_local_end + P_end * h_before
   std::vector<T> carry(C * N), local(N), product(N);
@@ -486,11 +504,9 @@ void forward_lanes(const Problem<T>& P, const Lanes<T>& L, int64_t C, T* out, T*
     for (int64_t n = 0; n < N; ++n) carry[c * N + n] = local[n] + product[n] * before[n];
   }
   // 3. fix-up of the later chunks, in parallel
-  at::parallel_for(1, C, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      add_carry(L, T_, H, chunk_start(T_, C, c), chunk_start(T_, C, c + 1), prod,
-                carry.data() + c * N, out);
-    }
+  for_chunks<T>(1, C, [&](int64_t c) {
+    add_carry(L, T_, H, chunk_start(T_, C, c), chunk_start(T_, C, c + 1), prod,
+              carry.data() + c * N, out);
   });
 }
 
@@ -543,28 +559,39 @@ SEQCAST_INLINE void backward_lane(const T* RESTRICT zt, int64_t N, int64_t n, T 
 }
 
 // Steps [t0, t1) backwards over the lanes, from the message m (N; left as the message sent
-// back from t0). zs (t1 - t0, G, N) in; dzs (t1 - t0, G, N) out, or with MessageOnly aprod (N)
-// multiplied by every a_t.
+// back from t0). zs (t1 - t0, G, N), dys (dL/dh_t from the output) and hps (h_{t-1}), both
+// (t1 - t0, N), in; dzs (t1 - t0, G, N) out, or with MessageOnly aprod (N) multiplied by
+// every a_t.
 template <typename T, int K, bool MessageOnly>
-SEQCAST_SIMD void backward_steps(const Lanes<T>& L, int64_t H, int64_t t0, int64_t t1,
-                                 const T* RESTRICT zs, const T* RESTRICT dout,
-                                 const T* RESTRICT out, T* RESTRICT m, T* RESTRICT dzs,
-                                 T* RESTRICT aprod) {
+SEQCAST_SIMD void backward_steps(int64_t N, int64_t steps, const T* RESTRICT zs,
+                                 const T* RESTRICT dys, const T* RESTRICT hps, T* RESTRICT m,
+                                 T* RESTRICT dzs, T* RESTRICT aprod) {
   constexpr int64_t G = gates(K);
-  const int64_t N = L.N;
-  const int32_t* RESTRICT row = L.row.data();
-  const int32_t* RESTRICT iota = L.iota.data();
-  const T* RESTRICT h0 = L.h0.data();
-  for (int64_t t = t1 - 1; t >= t0; --t) {
-    const T* RESTRICT zt = zs + (t - t0) * G * N;
-    T* RESTRICT dzt = MessageOnly ? nullptr : dzs + (t - t0) * G * N;
-    const T* RESTRICT dyt = dout + L.row0 + t * H;
-    // h_{t-1}: out of the step before, or h0 (lanes) at t = 0
-    const T* RESTRICT hpt = t > 0 ? out + L.row0 + (t - 1) * H : h0;
-    const int32_t* RESTRICT hpi = t > 0 ? row : iota;
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const T* RESTRICT zt = zs + t * G * N;
+    T* RESTRICT dzt = MessageOnly ? nullptr : dzs + t * G * N;
+    const T* RESTRICT dyt = dys + t * N;
+    const T* RESTRICT hpt = MessageOnly ? nullptr : hps + t * N;
 #pragma omp simd
     for (int64_t n = 0; n < N; ++n) {
-      backward_lane<T, K, MessageOnly>(zt, N, n, dyt[row[n]], hpt[hpi[n]], m, dzt, aprod);
+      backward_lane<T, K, MessageOnly>(zt, N, n, dyt[n], MessageOnly ? T(0) : hpt[n], m, dzt,
+                                       aprod);
+    }
+  }
+}
+
+// seq[b, t, :] for t in [t0, t1) and the lanes' rows b, as buf[t - t0][lane].
+template <typename T>
+SEQCAST_SIMD void gather_steps(const T* RESTRICT seq, const Lanes<T>& L, int64_t H, int64_t t0,
+                               int64_t t1, T* RESTRICT buf) {
+  const int64_t N = L.N;
+  for (int64_t r = 0; r < L.b1 - L.b0; ++r) {
+    const T* RESTRICT src = seq + L.row0 + L.row[r * H];
+    for (int64_t t = t0; t < t1; ++t) {
+      const T* RESTRICT from = src + t * H;
+      T* RESTRICT to = buf + (t - t0) * N + r * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) to[j] = from[j];
     }
   }
 }
@@ -597,9 +624,7 @@ SEQCAST_SIMD void projection_grads(const Problem<T>& P, const Lanes<T>& L, int64
       for (int64_t n = 0; n < N; ++n) acc[n] += src[n];
     }
     for (int64_t f = 0; f < F; ++f) {
-      const T* RESTRICT xs = P.x + L.in0 + t * F + f;
-#pragma omp simd
-      for (int64_t n = 0; n < N; ++n) xl[n] = xs[in[n]];
+      lane_inputs(P, L, t, f, xl);
       for (int64_t q = 0; q < G; ++q) {
         T* RESTRICT acc = dwl + (f * G + q) * N;
         const T* RESTRICT src = dzt + q * N;
@@ -639,13 +664,23 @@ struct BackwardIO {
 template <typename T, int K, bool MessageOnly>
 void backward_range(const Problem<T>& P, const BackwardIO<T>& io, const Lanes<T>& L, int64_t t0,
                     int64_t t1, T* m, T* aprod, T* dbl, T* dwl) {
-  const int64_t N = L.N, G = P.G;
-  std::vector<T> zs(kSteps * G * N), xl(N), dzs(MessageOnly ? 0 : kSteps * G * N);
+  const int64_t N = L.N, G = P.G, H = P.H;
+  std::vector<T> zs(kSteps * G * N), xl(N), dys(kSteps * N);
+  std::vector<T> hps(MessageOnly ? 0 : kSteps * N), dzs(MessageOnly ? 0 : kSteps * G * N);
   for (int64_t e = t1; e > t0; e -= kSteps) {
     const int64_t b = std::max(t0, e - kSteps);
     gather_z(P, L, b, e, zs.data(), xl.data());
-    backward_steps<T, K, MessageOnly>(L, P.H, b, e, zs.data(), io.dout, io.out, m, dzs.data(),
-                                      aprod);
+    gather_steps(io.dout, L, H, b, e, dys.data());
+    if constexpr (!MessageOnly) {  // h_{t-1}: h0 (or 0) at t = 0
+      if (b == 0) {
+        std::copy(L.h0.begin(), L.h0.end(), hps.begin());
+        gather_steps(io.out, L, H, 0, e - 1, hps.data() + N);
+      } else {
+        gather_steps(io.out, L, H, b - 1, e - 1, hps.data());
+      }
+    }
+    backward_steps<T, K, MessageOnly>(N, e - b, zs.data(), dys.data(), hps.data(), m,
+                                      dzs.data(), aprod);
     if constexpr (!MessageOnly) {
       projection_grads(P, L, b, e, dzs.data(), dbl, dwl, io.dx, io.dz, xl.data());
     }
@@ -663,11 +698,9 @@ void backward_lanes(const Problem<T>& P, const BackwardIO<T>& io, const Lanes<T>
   if (C > 1) {
     // 1. the message each chunk but the first sends back from m = 0, and its product of a_t
     std::vector<T> local(C * N, T(0)), prod(C * N, T(1));
-    at::parallel_for(1, C, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) {
-        backward_range<T, K, true>(P, io, L, chunk_start(T_, C, c), chunk_start(T_, C, c + 1),
-                                   local.data() + c * N, prod.data() + c * N, nullptr, nullptr);
-      }
+    for_chunks<T>(1, C, [&](int64_t c) {
+      backward_range<T, K, true>(P, io, L, chunk_start(T_, C, c), chunk_start(T_, C, c + 1),
+                                 local.data() + c * N, prod.data() + c * N, nullptr, nullptr);
     });
     // 2. the true incoming messages, last chunk first
     for (int64_t c = C - 1; c >= 1; --c) {
@@ -679,12 +712,10 @@ void backward_lanes(const Problem<T>& P, const BackwardIO<T>& io, const Lanes<T>
   // 3. the full backward of every chunk, in parallel, with per-lane sums per chunk
   const int64_t sums = inline_projection ? (G + F * G) * N : 0;
   std::vector<T> partial(C * sums, T(0));
-  at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      T* dbl = partial.data() + c * sums;
-      backward_range<T, K, false>(P, io, L, chunk_start(T_, C, c), chunk_start(T_, C, c + 1),
-                                  msg.data() + c * N, nullptr, dbl, dbl + G * N);
-    }
+  for_chunks<T>(0, C, [&](int64_t c) {
+    T* dbl = partial.data() + c * sums;
+    backward_range<T, K, false>(P, io, L, chunk_start(T_, C, c), chunk_start(T_, C, c + 1),
+                                msg.data() + c * N, nullptr, dbl, dbl + G * N);
   });
   if (inline_projection) {  // chunk by chunk, lane by lane: independent of the scheduling
     for (int64_t c = 0; c < C; ++c) {
@@ -788,9 +819,9 @@ Tensor min_rnn_scan_forward(const Tensor& x, const Tensor& weight, const Tensor&
   if (d.B == 0) return out;
   Tensor prod = C > 1 ? at::empty({d.B, d.T, d.H}, x.options()) : Tensor();
   const Tensor z = projection(d, x, weight, bias);
-  const FlushDenormals flush(x.scalar_type(), C > 1);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "min_rnn_scan_forward", [&] {
     using T = scalar_t;
+    const FlushDenormals<T> flush;
     const Problem<T> P = make_problem<T>(d, x, weight, bias, z, h0);
     T* prod_ptr = C > 1 ? prod.data_ptr<T>() : nullptr;
     with_kind(kind, [&](auto k) {
@@ -828,9 +859,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> min_rnn_scan_backward(
   Tensor dz = d.inline_projection ? Tensor() : at::empty({d.B, d.T, GH}, opts);
   const Tensor z = projection(d, x, weight, bias);
   if (d.B > 0) {
-    const FlushDenormals flush(x.scalar_type(), C > 1);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "min_rnn_scan_backward", [&] {
       using T = scalar_t;
+      const FlushDenormals<T> flush;
       const Problem<T> P = make_problem<T>(d, x, weight, bias, z, h0);
       const BackwardIO<T> io{dout.data_ptr<T>(), out.data_ptr<T>(),
                              dx.numel() > 0 ? dx.data_ptr<T>() : nullptr,
