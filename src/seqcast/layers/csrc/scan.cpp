@@ -386,9 +386,14 @@ SEQCAST_SIMD void gather_z(const Problem<T>& P, const Lanes<T>& L, int64_t t0, i
       for (int64_t q = 0; q < G; ++q) {
         T* RESTRICT dst = zt + q * N;
         const T* RESTRICT wq = L.w.data() + (f * G + q) * N;
-        const T* RESTRICT bq = f == 0 ? L.bias.data() + q * N : dst;
+        if (f == 0) {
+          const T* RESTRICT bq = L.bias.data() + q * N;
 #pragma omp simd
-        for (int64_t n = 0; n < N; ++n) dst[n] = bq[n] + xl[n] * wq[n];
+          for (int64_t n = 0; n < N; ++n) dst[n] = bq[n] + xl[n] * wq[n];
+        } else {
+#pragma omp simd
+          for (int64_t n = 0; n < N; ++n) dst[n] += xl[n] * wq[n];
+        }
       }
     }
   }
