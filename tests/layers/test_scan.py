@@ -1,13 +1,16 @@
 """MinGRU / MinLSTM: the log-space scan against the sequential recurrence and a reference loop
-written from the paper's equations (float64, outputs and gradients), step-by-step inference,
-Keras semantics, parameter counts, errors and the registered models."""
+written from the paper's equations (float64, outputs and gradients), the compiled CPU scan
+against the sequential recurrence and the torch scan (chunks, threads, float32, fallback),
+step-by-step inference, Keras semantics, parameter counts, errors and the registered models."""
+
+import contextlib
 
 import numpy as np
 import pytest
 import torch
 
 from seqcast.errors import SeqcastError
-from seqcast.layers import Bidirectional, MinGRU, MinLSTM, deserialize, serialize
+from seqcast.layers import Bidirectional, MinGRU, MinLSTM, _compiled, deserialize, serialize
 from seqcast.layers.scan import g, log_g, log_space_scan
 from seqcast.models import ModelSpec, build_model
 from seqcast.sequential import Sequential
@@ -122,6 +125,172 @@ def test_float32_scan_keeps_precision_on_long_sequences():
     y32 = layer.float()(x.float())
     assert y32.dtype == torch.float32
     assert ((y32.double() - ref).abs() / ref.abs()).max() < 1e-5  # ~3e-4 with a float32 scan
+
+
+# -- the compiled scan (CPU) ----------------------------------------------------------------
+needs_compiled = pytest.mark.skipif(
+    not _compiled.available(), reason="compiled kernels unavailable (no C++ compiler or ninja)"
+)
+KINDS = {MinGRU: "min_gru", MinLSTM: "min_lstm"}
+
+
+def _used_kernel(layer, x, h0=None):
+    """Whether the layer's forward went through the compiled scan (its autograd node)."""
+    with torch.enable_grad():
+        y = layer(x.detach().requires_grad_(), h0)
+    out = y[0] if isinstance(y, tuple) else y
+    node = out.grad_fn
+    while node is not None and type(node).__name__ in ("SelectBackward0", "FlipBackward0"):
+        node = node.next_functions[0][0]
+    return node is not None and type(node).__name__ == "_MinRNNScanBackward"
+
+
+def _torch_scan(monkeypatch):
+    monkeypatch.setattr(_compiled, "available", lambda device=None: False)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@needs_compiled
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("start", [None, "positive", "zero", "negative", "mixed"])
+def test_compiled_scan_equals_sequential_and_torch_scan(cls, start, monkeypatch):
+    torch.manual_seed(len(str(start)))
+    layer = _layer(cls, return_sequences=True)
+    x = torch.randn(3, 257, 4, dtype=D)
+    h0 = {
+        None: None, "positive": torch.rand(3, 5, dtype=D) + 0.1, "zero": torch.zeros(3, 5, dtype=D),
+        "negative": -torch.rand(3, 5, dtype=D) - 0.1, "mixed": 2 * torch.randn(3, 5, dtype=D),
+    }[start]  # fmt: skip
+    upstream = torch.randn(3, 257, 5, dtype=D)
+    assert _used_kernel(layer, x, h0)
+    y_kernel, g_kernel = _outputs_and_grads(layer, x, h0, upstream, "scan")
+    y_seq, _ = _outputs_and_grads(layer, x, h0, upstream, "sequential")
+    torch.testing.assert_close(y_kernel, y_seq, **TOL)
+    with monkeypatch.context() as patch:
+        _torch_scan(patch)
+        assert not _used_kernel(layer, x, h0)
+        y_torch, g_torch = _outputs_and_grads(layer, x, h0, upstream, "scan")
+    torch.testing.assert_close(y_kernel, y_torch, **TOL)
+    for a, b in zip(g_kernel, g_torch, strict=True):  # x, weight, bias (, h0)
+        torch.testing.assert_close(a, b, **TOL)
+
+
+@needs_compiled
+@pytest.mark.parametrize("cls", LAYERS)
+def test_compiled_scan_go_backwards_and_return_state(cls):
+    layer = _layer(cls, go_backwards=True, return_state=True)
+    x, h0 = torch.randn(2, 50, 4, dtype=D), torch.randn(2, 5, dtype=D)
+    assert _used_kernel(layer, x, h0)
+    y, h = layer(x, h0)
+    layer.implementation = "sequential"
+    y_seq, h_seq = layer(x, h0)
+    torch.testing.assert_close(y, y_seq, **TOL)
+    torch.testing.assert_close(h, h_seq, **TOL)
+
+
+@needs_compiled
+@pytest.mark.parametrize("kind", ["min_gru", "min_lstm"])
+@pytest.mark.parametrize("features", [3, 40])  # 40: a wide input, projected by ATen
+def test_compiled_scan_gradcheck(kind, features):
+    gates = 2 if kind == "min_gru" else 3
+    torch.manual_seed(features)
+    x = torch.randn(2, 7, features, dtype=D, requires_grad=True)
+    w = (torch.randn(gates * 3, features, dtype=D) / features**0.5).requires_grad_()
+    b = torch.randn(gates * 3, dtype=D, requires_grad=True)
+    h0 = torch.randn(2, 3, dtype=D, requires_grad=True)
+    with _one_thread():  # chunks run in turn: hundreds of tiny calls, no thread hand-offs
+        for chunks in (1, 3):
+
+            def op(x, w, b, h0, chunks=chunks):
+                return _compiled.min_rnn_scan(x, w, b, h0, kind, chunks)
+
+            assert torch.autograd.gradcheck(op, (x, w, b, h0))
+            assert torch.autograd.gradcheck(lambda x, w, b, op=op: op(x, w, b, None), (x, w, b))
+
+
+@needs_compiled
+@pytest.mark.parametrize("cls", LAYERS)
+def test_compiled_scan_time_chunks_match_one_pass(cls):
+    # The parallel scan: chunks run from h = 0 and are fixed up with the state before them;
+    # the backward sends each chunk's message back first. Same numbers as one pass.
+    torch.manual_seed(3)
+    layer = _layer(cls, features=2, units=3)
+    x = torch.randn(2, 301, 2, dtype=D, requires_grad=True)
+    h0 = torch.randn(2, 3, dtype=D, requires_grad=True)
+    upstream = torch.randn(2, 301, 3, dtype=D)
+    results = []
+    with _one_thread():
+        for chunks in (1, 2, 7):
+            y = _compiled.min_rnn_scan(x, layer.weight, layer.bias, h0, KINDS[cls], chunks)
+            grads = torch.autograd.grad((y * upstream).sum(), (x, layer.weight, layer.bias, h0))
+            results.append((y, *grads))
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@needs_compiled
+def test_compiled_scan_on_two_threads_matches_one_thread():
+    # Large enough for a time chunk per thread (each at least 256 steps and 2^20 lanes * steps)
+    layer = _layer(MinGRU, features=1, units=16, return_sequences=True)
+    x, h0 = torch.randn(16, 8192, 1, dtype=D), torch.randn(16, 16, dtype=D)
+    upstream = torch.randn(16, 8192, 16, dtype=D)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        y1, g1 = _outputs_and_grads(layer, x, h0, upstream, "scan")
+        torch.set_num_threads(2)
+        y2, g2 = _outputs_and_grads(layer, x, h0, upstream, "scan")
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g1, g2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@needs_compiled
+@pytest.mark.parametrize("cls", LAYERS)
+def test_compiled_float32_scan_against_float64_at_4096_steps(cls):
+    # Float32 runs in float32 with approximate exp/log: measured ~5e-7 relative on the outputs
+    # (a few ulp: the sequential log-space recurrence contracts, so rounding does not grow).
+    torch.manual_seed(1)
+    layer = _layer(cls, features=1, units=4, return_sequences=True)
+    x = torch.randn(2, 4096, 1, dtype=D)
+    upstream = torch.randn(2, 4096, 4, dtype=D)
+    ref, ref_grads = _outputs_and_grads(layer, x, None, upstream, "scan")
+    layer.float()
+    y32, grads32 = _outputs_and_grads(layer, x.float(), None, upstream.float(), "scan")
+    assert y32.dtype == torch.float32 and _used_kernel(layer, x.float())
+    assert ((y32.double() - ref).abs() / ref.abs()).max() < 2e-6
+    for a, b in zip(grads32, ref_grads, strict=True):  # x, weight, bias
+        assert (a.double() - b).abs().max() / b.abs().max() < 2e-5
+
+
+def test_scan_falls_back_to_torch_without_the_kernel(monkeypatch):
+    layer = _layer(MinLSTM, return_sequences=True)
+    x, h0 = torch.randn(2, 30, 4, dtype=D), torch.randn(2, 5, dtype=D)
+    layer.implementation = "sequential"
+    expected = layer(x, h0)
+    layer.implementation = "scan"
+    monkeypatch.setenv("SEQCAST_NO_COMPILE", "1")
+    assert not _used_kernel(layer, x, h0)
+    torch.testing.assert_close(layer(x, h0), expected, **TOL)
+    monkeypatch.delenv("SEQCAST_NO_COMPILE")
+    _torch_scan(monkeypatch)
+    assert not _used_kernel(layer, x, h0)
+    torch.testing.assert_close(layer(x, h0), expected, **TOL)
+    # dtypes the kernel does not take run the torch scan too
+    layer.to(torch.bfloat16)
+    assert layer(x.to(torch.bfloat16)).dtype == torch.bfloat16
 
 
 # -- step-by-step inference -----------------------------------------------------------------

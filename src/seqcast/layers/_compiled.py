@@ -1,4 +1,5 @@
-"""Whole recurrences in compiled C++ for the CPU, forward and backward (`csrc/recurrences.cpp`).
+"""Whole recurrences in compiled C++ for the CPU, forward and backward (`csrc/recurrences.cpp`,
+and `csrc/scan.cpp` for MinGRU/MinLSTM's log-space scan: `min_rnn_scan`).
 
 The recurrent layers that `torch.nn.LSTM/GRU/RNN` cannot compute (peephole LSTM, layer-normalised
 SimpleRNN, GRU with reset_after=False, recurrent dropout, ...) would otherwise run a Python loop
@@ -56,12 +57,15 @@ __all__ = [
     "gru_sequence",
     "simple_rnn_sequence",
     "ln_simple_rnn_sequence",
+    "min_rnn_scan",
     "ACTIVATIONS",
+    "SCAN_KINDS",
 ]
 
 _log = logging.getLogger(__name__)
 
-_SOURCE = Path(__file__).parent / "csrc" / "recurrences.cpp"
+# recurrences.cpp defines the seqcast_rnn library; scan.cpp adds the MinGRU/MinLSTM scan to it.
+_SOURCES = [Path(__file__).parent / "csrc" / name for name in ("recurrences.cpp", "scan.cpp")]
 _EXTENSION = "seqcast_recurrences"
 # No -march=native: a cached build may be reused on another CPU. The kernels pick their
 # instruction set at load time (target_clones). -fno-trapping-math lets branch-free clamps
@@ -88,16 +92,17 @@ def _build() -> bool:
 
             cpp_extension.load(
                 name=_EXTENSION,
-                sources=[str(_SOURCE)],
+                sources=[str(path) for path in _SOURCES],
                 extra_cflags=cflags,
                 extra_ldflags=ldflags,
                 is_python_module=False,
                 verbose=False,
             )
-            return hasattr(torch.ops.seqcast_rnn, "lstm_layer_forward")
+            ops = torch.ops.seqcast_rnn
+            return hasattr(ops, "lstm_layer_forward") and hasattr(ops, "min_rnn_scan_forward")
         except Exception as exc:  # no compiler, no ninja, a failed build: fall back, never raise
             failure = exc
-            _log.debug("seqcast: building %s with %s failed", _SOURCE, cflags, exc_info=True)
+            _log.debug("seqcast: building %s with %s failed", _SOURCES, cflags, exc_info=True)
     _log.warning(
         "seqcast: compiled recurrences unavailable, using the Python loop instead: %s",
         _failure_reason(failure),
@@ -459,3 +464,53 @@ def ln_simple_rnn_sequence(
         xproj.contiguous(), w_hh.contiguous(), h0.contiguous(), gamma.contiguous(),
         beta.contiguous(), float(eps), code, _c(rmask),
     )  # fmt: skip
+
+
+# -- MinGRU / MinLSTM log-space scan ------------------------------------------------------------
+
+# Layer kinds of the scan kernels -> the codes of scan.cpp.
+SCAN_KINDS = {"min_gru": 0, "min_lstm": 1}
+
+
+class _MinRNNScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, h0, kind, chunks):
+        out = _ops().min_rnn_scan_forward(x, weight, bias, h0, kind, chunks)
+        ctx.kind, ctx.chunks = kind, chunks
+        ctx.save_for_backward(x, weight, bias, h0, out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        x, weight, bias, h0, out = ctx.saved_tensors
+        dx, dw, db, dh0 = torch.ops.seqcast_rnn.min_rnn_scan_backward(
+            dout.contiguous(), x, weight, bias, h0, out, ctx.kind, ctx.chunks,
+            ctx.needs_input_grad[0],
+        )  # fmt: skip
+        grads = (dx, dw, db, dh0 if h0 is not None else None)
+        return (*(_needs(ctx, i, g) for i, g in enumerate(grads)), None, None)
+
+
+def min_rnn_scan(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    h0: Tensor | None = None,
+    kind: str = "min_gru",
+    chunks: int = 0,
+) -> Tensor:
+    r"""MinGRU or MinLSTM (`seqcast.layers.scan`) over a whole sequence, input projection
+    included: h_1..h_T, (B, T, H), of h_t = a_t ⊙ h_{t-1} + b_t, run as a log-space scan.
+
+    x (B, T, F), weight (G*H, F) and bias (G*H,) the layer's (G = 2 for "min_gru", 3 for
+    "min_lstm"), h0 (B, H) or None (zeros; any real values). `chunks`: time chunks of the
+    parallel scan (0: one per intra-op thread on long sequences, else 1; the result does not
+    depend on it beyond rounding). One autograd node; its backward gives dx, dweight, dbias and
+    dh0, computed analytically (once differentiable).
+    """
+    code = SCAN_KINDS[check_choice("kind", kind, SCAN_KINDS)]
+    args = (x, weight, bias, h0)
+    if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in args):
+        return _ops().min_rnn_scan_forward(*(_c(t) for t in args), code, int(chunks))
+    return _MinRNNScan.apply(*(_c(t) for t in args), code, int(chunks))

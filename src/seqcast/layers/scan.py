@@ -12,18 +12,31 @@ Both are linear recurrences h_t = a_t ⊙ h_{t-1} + b_t whose a_t, b_t depend on
 with g(x) = x + 0.5 for x >= 0 and σ(x) otherwise (positive, so log h̃_t exists).
 
 How a sequence is run (`implementation`):
-- "scan" (default): Heinsen's (2023) log-space scan, vectorised over time. With
-  a*_t = Σ_{s<=t} log a_s (a cumsum),
+- "scan" (default): a log-space scan. With u_t = log(b_t / a_t) = k_t + log g(h̃_t) (k_t the
+  gate's pre-activation; for minLSTM log(i_t / f_t)),
 
-      h_t = exp(a*_t + logcumsumexp_t(log b - a*)) + exp(a*_t) ⊙ h_0
+      log h_t = log a_t + logaddexp(log h_{t-1}, u_t),   log h_0 = -inf (h_0 = 0),
 
-  The h_0 term is added outside the log, which is exact and lets h_0 be any real value
-  (zero included, where log h_0 would be -inf with an infinite gradient). Training costs a few
-  passes over (B, T, H) rather than T dependent steps (on a CPU that is still T work: see
-  benchmarks/long.py for what it buys there). Precision: log h_t is a*_t plus a term of about
-  the same size, so their sum loses eps * |a*_t| -- in float32, ~1e-3 relative after 16,384
-  steps of z = 0.5 gates. The scan therefore runs in float64 whatever the input dtype (its
-  result cast back; ~25% more time on CPU), which keeps float32 outputs at float32 precision.
+  and an initial state is added outside the log: h_t += (a_1 ... a_t) h_0, exact for any real
+  h_0 (zero included, where log h_0 would be -inf with an infinite gradient).
+  * CPU, float32/float64 (`_compiled.available()`): one compiled op per direction
+    (csrc/scan.cpp) with the input projection fused in, so no (B, T, gates*H) tensor is made.
+    The recurrence above runs over the batch*units lanes; with several intra-op threads a long
+    sequence is cut into time chunks run from h = 0 in parallel, each then given the state
+    before it the same way as h_0 (the parallel scan). The backward is written by hand (the
+    adjoint h_{t-1} <- a_t), recomputing the gates; memory is linear in T. Float32 computes in
+    float32 with vectorised exp/log (a few ulp; the recurrence contracts, so rounding does not
+    grow: ~5e-7 relative at T = 4096), float64 in float64 with the C library.
+  * elsewhere (other devices or dtypes, no compiler, SEQCAST_NO_COMPILE=1): Heinsen's (2023)
+    form in torch ops, with a*_t = Σ_{s<=t} log a_s (a cumsum),
+
+      h_t = exp(a*_t + logcumsumexp_t(log b - a*)) + exp(a*_t) ⊙ h_0.
+
+    log h_t is a*_t plus a term of about the same size, so their sum loses eps * |a*_t| -- in
+    float32, ~1e-3 relative after 16,384 steps of z = 0.5 gates. This form therefore runs in
+    float64 whatever the input dtype (its result cast back).
+  On a CPU both still do T steps of work per lane (chunks only spread them over threads):
+  see benchmarks/long.py for what that costs against a sequential GRU.
 - "sequential": h_t = a_t ⊙ h_{t-1} + b_t in a Python loop (the input projection of all steps in
   one matmul before it). The same numbers; what tests and benchmarks compare the scan against.
 
@@ -41,6 +54,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from seqcast.errors import SeqcastError, check_choice, check_input_3d, check_positive_int
+from seqcast.layers import _compiled
 from seqcast.layers.base import Layer, Shape
 
 __all__ = ["MinGRU", "MinLSTM", "IMPLEMENTATIONS", "g", "log_g", "log_space_scan"]
@@ -92,6 +106,7 @@ class _MinRNN(Layer):
 
     is_recurrent = True
     gates: ClassVar[int] = 1
+    _kind: ClassVar[str]  # the compiled kernel's name for the layer (_compiled.SCAN_KINDS)
 
     def __init__(
         self,
@@ -154,13 +169,25 @@ class _MinRNN(Layer):
         if self.go_backwards:
             x = x.flip(1)
         h0 = self._initial_state(x, initial_state)
-        z = self.project(x)  # (B, T, F) -> (B, T, gates*H)
-        if self.implementation == "scan":
-            out = log_space_scan(*self._log_coefficients(z), h0)
+        if self.implementation == "scan" and self._use_compiled(x, h0):
+            out = _compiled.min_rnn_scan(x, self.weight, self.bias, h0, self._kind)
+        elif self.implementation == "scan":
+            out = log_space_scan(*self._log_coefficients(self.project(x)), h0)
         else:
-            out = self._sequential(z, h0)
+            out = self._sequential(self.project(x), h0)
         y = out if self.return_sequences else out[:, -1]
         return (y, out[:, -1]) if self.return_state else y
+
+    def _use_compiled(self, x: Tensor, h0: Tensor | None) -> bool:
+        """Whether the compiled scan can run this call: CPU float32/float64 tensors of one
+        dtype, and the extension available (not under SEQCAST_NO_COMPILE=1)."""
+        dtype = x.dtype
+        tensors = (x, self.weight, self.bias) if h0 is None else (x, self.weight, self.bias, h0)
+        return (
+            dtype in (torch.float32, torch.float64)
+            and all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
+            and _compiled.available()
+        )
 
     def _sequential(self, z: Tensor, h0: Tensor | None) -> Tensor:
         a, b = self._coefficients(z)  # (B, T, H) each
@@ -265,6 +292,7 @@ class MinGRU(_MinRNN):
     """
 
     gates = 2
+    _kind = "min_gru"
 
     def _coefficients(self, z: Tensor) -> tuple[Tensor, Tensor]:
         k, h_tilde = z.chunk(2, dim=-1)
@@ -302,6 +330,7 @@ class MinLSTM(_MinRNN):
     """
 
     gates = 3
+    _kind = "min_lstm"
 
     def _coefficients(self, z: Tensor) -> tuple[Tensor, Tensor]:
         k_f, k_i, h_tilde = z.chunk(3, dim=-1)
