@@ -942,9 +942,10 @@ void wait_past(const std::atomic<int64_t>& progress, int64_t k) {
 // The wavefront only pays while each thread has a core to itself. When another process holds
 // the second core, the threads take turns on one (a call measured 4 times slower than on one
 // thread). So each call compares its wall time with the CPU time its threads spent on steps
-// (their CPU time less their waits): without overlap (wall time over 85% of that sum) the next
-// calls run on one thread, 64 of them at first, twice as many after each further miss (up to
-// 16384), and the count goes back to 64 after a call that overlapped well.
+// (their CPU time less their waits): a call without overlap (wall time over 85% of that sum)
+// is a miss. Two misses in a row (one alone can be an interrupt or a page fault) send the next
+// calls to one thread, 64 of them at first, twice as many after each further miss (up to
+// 16384); a call that overlaps well resets the count.
 class WavefrontGate {
  public:
   bool open() {
@@ -961,10 +962,14 @@ class WavefrontGate {
     runs_.fetch_add(1, std::memory_order_relaxed);
     if (wall > 0.85 * working) {
       misses_.fetch_add(1, std::memory_order_relaxed);
-      const int64_t next = std::min<int64_t>(backoff_.load(std::memory_order_relaxed) * 2, 16384);
-      backoff_.store(next, std::memory_order_relaxed);
-      skip_.store(next, std::memory_order_relaxed);
+      if (in_a_row_.fetch_add(1, std::memory_order_relaxed) >= 1) {
+        const int64_t next =
+            std::min<int64_t>(backoff_.load(std::memory_order_relaxed) * 2, 16384);
+        backoff_.store(next, std::memory_order_relaxed);
+        skip_.store(next, std::memory_order_relaxed);
+      }
     } else {
+      in_a_row_.store(0, std::memory_order_relaxed);
       backoff_.store(32, std::memory_order_relaxed);
     }
   }
@@ -973,13 +978,14 @@ class WavefrontGate {
   void reset() {
     skip_.store(0);
     backoff_.store(32);
+    in_a_row_.store(0);
     runs_.store(0);
     misses_.store(0);
     skipped_.store(0);
   }
 
  private:
-  std::atomic<int64_t> skip_{0}, backoff_{32}, runs_{0}, misses_{0}, skipped_{0};
+  std::atomic<int64_t> skip_{0}, backoff_{32}, in_a_row_{0}, runs_{0}, misses_{0}, skipped_{0};
 };
 
 WavefrontGate& wavefront_gate() {
