@@ -433,3 +433,14 @@ def test_stack_threads_follow_the_setting():
         with _compiled.using_stack_threads(None):
             assert _compiled.stack_threads() >= 1
         assert _compiled.stack_threads() == 1
+
+
+def test_lstm_stack_names_the_layer_and_tensor_that_do_not_fit():
+    xs = torch.randn(3, 2, 4)
+    good = (torch.randn(8, 2), torch.randn(8, 2), None, None)
+    with pytest.raises(RuntimeError, match="layer 1's w_hh must have shape"):
+        _compiled.lstm_stack(xs, [good, (torch.randn(8, 2), torch.randn(12, 2), None, None)])
+    with pytest.raises(RuntimeError, match="layer 0's bias must have shape"):
+        _compiled.lstm_stack(xs, [(*good[:2], torch.zeros(7), None), good])
+    with pytest.raises(RuntimeError, match="layer 0's peephole must be a contiguous CPU"):
+        _compiled.lstm_stack(xs, [(*good[:3], torch.zeros(3, 2, dtype=D)), good])

@@ -1081,20 +1081,32 @@ std::vector<int64_t> wavefront_stats(bool reset) {
 void check_lstm_stack(const Tensor& xs, at::TensorList w_ih, at::TensorList w_hh,
                       const c10::List<std::optional<Tensor>>& bias,
                       const c10::List<std::optional<Tensor>>& peephole) {
+  TORCH_CHECK(xs.dim() == 3, "lstm_stack: xs must be (time, features, batch), got ", xs.sizes());
+  TORCH_CHECK(xs.scalar_type() == at::kFloat || xs.scalar_type() == at::kDouble,
+              "lstm_stack: float32 or float64 only, got ", xs.scalar_type());
+  TORCH_CHECK(xs.size(0) >= 1, "lstm_stack: the sequence must have at least one step");
   const int64_t L = static_cast<int64_t>(w_ih.size());
   TORCH_CHECK(L >= 1, "lstm_stack: at least one layer");
   TORCH_CHECK(static_cast<int64_t>(w_hh.size()) == L && static_cast<int64_t>(bias.size()) == L &&
                   static_cast<int64_t>(peephole.size()) == L,
               "lstm_stack: w_ih, w_hh, bias and peephole need one entry per layer");
+  const auto check = [&](const Tensor& t, at::IntArrayRef shape, int64_t l, const char* what) {
+    TORCH_CHECK(t.sizes() == shape, "lstm_stack: layer ", l, "'s ", what, " must have shape ",
+                shape, ", got ", t.sizes());
+    TORCH_CHECK(t.scalar_type() == xs.scalar_type() && t.is_contiguous() && t.device().is_cpu(),
+                "lstm_stack: layer ", l, "'s ", what, " must be a contiguous CPU ",
+                xs.scalar_type(), " tensor");
+  };
   int64_t features = xs.size(1);
   for (int64_t l = 0; l < L; ++l) {
-    TORCH_CHECK(w_ih[l].dim() == 2 && w_ih[l].size(1) == features,
-                "lstm_stack: layer ", l, " takes ", features, " features, its w_ih is ",
-                w_ih[l].sizes());
+    TORCH_CHECK(w_ih[l].dim() == 2 && w_ih[l].size(1) == features, "lstm_stack: layer ", l,
+                " takes ", features, " features, its w_ih is ", w_ih[l].sizes());
     const int64_t H = w_hh[l].size(-1);
-    const Tensor zeros = at::zeros({xs.size(2), H}, xs.options());
-    check_lstm_layer(at::empty({1, features, xs.size(2)}, xs.options()), w_ih[l], w_hh[l],
-                     bias.get(l), zeros, zeros, peephole.get(l), std::nullopt);
+    check(w_ih[l], {4 * H, features}, l, "w_ih");
+    check(w_hh[l], {4 * H, H}, l, "w_hh");
+    const std::optional<Tensor> b = bias.get(l), p = peephole.get(l);
+    if (b.has_value() && b->defined()) check(*b, {4 * H}, l, "bias");
+    if (p.has_value() && p->defined()) check(*p, {3, H}, l, "peephole");
     features = H;
   }
 }
@@ -1105,7 +1117,6 @@ std::vector<Tensor> lstm_stack_forward(const Tensor& xs, at::TensorList w_ih, at
                                        const c10::List<std::optional<Tensor>>& bias,
                                        const c10::List<std::optional<Tensor>>& peephole,
                                        int64_t workers) {
-  TORCH_CHECK(xs.dim() == 3, "lstm_stack: xs must be (time, features, batch), got ", xs.sizes());
   check_lstm_stack(xs, w_ih, w_hh, bias, peephole);
   const int64_t L = static_cast<int64_t>(w_ih.size()), T = xs.size(0), B = xs.size(2);
   std::vector<LstmForwardBuffers> bufs;
