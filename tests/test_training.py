@@ -227,7 +227,7 @@ def keras_adam_reference(grads, lr=1e-3, b1=0.9, b2=0.999, eps=1e-7):
 
 
 @pytest.mark.parametrize("trainer", ["lean", "lightning"])
-def test_adam_takes_keras_update(trainer):
+def test_keras_adam_takes_keras_update(trainer):
     # The handson models' first gradients are mostly 1e-6 to 1e-5. Keras' epsilon (1e-7 on
     # sqrt(v), i.e. 3.2e-6 on the bias-corrected sqrt(v) at step 1) shortens those first steps
     # by tens of percent; torch's default (1e-8 on the corrected one) takes nearly full steps.
@@ -239,7 +239,7 @@ def test_adam_takes_keras_update(trainer):
     param = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
     holder = torch.nn.Module()
     holder.param = param
-    settings = training.TrainSettings(optimizer="adam", trainer=trainer)
+    settings = training.TrainSettings(optimizer="keras_adam", trainer=trainer)
     if trainer == "lean":
         opt = training._optimizer(holder, settings)
     else:
