@@ -444,3 +444,15 @@ def test_lstm_stack_names_the_layer_and_tensor_that_do_not_fit():
         _compiled.lstm_stack(xs, [(*good[:2], torch.zeros(7), None), good])
     with pytest.raises(RuntimeError, match="layer 0's peephole must be a contiguous CPU"):
         _compiled.lstm_stack(xs, [(*good[:3], torch.zeros(3, 2, dtype=D)), good])
+
+
+def test_editing_a_shared_header_changes_the_build_flags(monkeypatch, tmp_path):
+    # torch rebuilds a cached extension only when its listed sources or its flags change; the
+    # shared header reaches the flags through its hash.
+    header = tmp_path / "common.h"
+    header.write_text("// one version\n")
+    monkeypatch.setattr(_compiled, "_HEADERS", [header])
+    before = _compiled._headers_digest_flag()
+    header.write_text("// another version\n")
+    assert _compiled._headers_digest_flag() != before
+    assert before.startswith("-DSEQCAST_HEADERS_SHA1=")

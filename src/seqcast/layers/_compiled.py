@@ -33,6 +33,7 @@ for reuse between calls (up to 512 MB, handed back to the system under memory pr
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import sys
@@ -66,6 +67,7 @@ _log = logging.getLogger(__name__)
 
 # recurrences.cpp defines the seqcast_rnn library; scan.cpp adds the MinGRU/MinLSTM scan to it.
 _SOURCES = [Path(__file__).parent / "csrc" / name for name in ("recurrences.cpp", "scan.cpp")]
+_HEADERS = [Path(__file__).parent / "csrc" / "common.h"]
 _EXTENSION = "seqcast_recurrences"
 # No -march=native: a cached build may be reused on another CPU. The kernels pick their
 # instruction set at load time (target_clones). -fno-trapping-math lets branch-free clamps
@@ -93,7 +95,7 @@ def _build() -> bool:
             cpp_extension.load(
                 name=_EXTENSION,
                 sources=[str(path) for path in _SOURCES],
-                extra_cflags=cflags,
+                extra_cflags=[*cflags, _headers_digest_flag()],
                 extra_ldflags=ldflags,
                 is_python_module=False,
                 verbose=False,
@@ -108,6 +110,15 @@ def _build() -> bool:
         _failure_reason(failure),
     )
     return False
+
+
+def _headers_digest_flag() -> str:
+    """A define carrying a hash of the shared headers: torch rebuilds a cached extension when
+    its sources or flags change, and it hashes the listed sources only, not what they include."""
+    digest = hashlib.sha1()
+    for path in _HEADERS:
+        digest.update(path.read_bytes())
+    return f"-DSEQCAST_HEADERS_SHA1={digest.hexdigest()[:16]}"
 
 
 def _failure_reason(exc: Exception) -> str:

@@ -51,28 +51,12 @@
 #define SEQCAST_BUFFER_CACHE 1
 #endif
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <xmmintrin.h>
-#define SEQCAST_HAS_MXCSR 1
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \
-    defined(__linux__)
-#define SEQCAST_SIMD __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define SEQCAST_SIMD
-#endif
-
-#if defined(__GNUC__)
-#define SEQCAST_INLINE inline __attribute__((always_inline))
-#define RESTRICT __restrict__
-#else
-#define SEQCAST_INLINE inline
-#define RESTRICT __restrict
-#endif
+#include "common.h"
 
 namespace seqcast_rnn {
 namespace {
+
+using namespace seqcast_math;
 
 using at::Tensor;
 using OptTensor = std::optional<Tensor>;
@@ -82,36 +66,6 @@ using OptTensor = std::optional<Tensor>;
 // the C library (exact to rounding, for reference-grade gradients).
 // ---------------------------------------------------------------------------------------------
 
-SEQCAST_INLINE float bits_to_float(int32_t i) {
-  float f;
-  std::memcpy(&f, &i, sizeof f);
-  return f;
-}
-
-SEQCAST_INLINE int32_t float_to_bits(float f) {
-  int32_t i;
-  std::memcpy(&i, &f, sizeof i);
-  return i;
-}
-
-// exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln(2) / 2; Cephes' polynomial for exp(r).
-SEQCAST_INLINE float exp_approx(float x) {
-  x = x < -87.3f ? -87.3f : x;
-  x = x > 88.3f ? 88.3f : x;
-  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float shifted = x * 1.44269504088896341f + magic;
-  const float n = shifted - magic;
-  const int32_t ni = float_to_bits(shifted) - float_to_bits(magic);
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  return (p * r * r + r + 1.0f) * bits_to_float((ni + 127) << 23);
-}
 
 // tanh(x) as a rational function on [-7.9, 7.9] (Eigen's float tanh; saturated outside).
 SEQCAST_INLINE float tanh_approx(float x) {
