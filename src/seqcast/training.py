@@ -470,8 +470,8 @@ def _batches(x: Tensor, y: Tensor, size: int, order: Tensor | None) -> Iterator[
         if order is None:
             yield x[start : start + size], y[start : start + size]
         else:
-            idx = order[start : start + size]
-            yield x[idx], y[idx]
+            idx = order[start : start + size]  # index_select: half the cost of x[idx] here
+            yield x.index_select(0, idx), y.index_select(0, idx)
 
 
 #: Below this many parameters a CPU model trains on one intra-op thread by default: its ops
