@@ -1,5 +1,6 @@
 """The trainer behind Sequential.fit and Forecaster.fit."""
 
+import copy
 import os
 
 import numpy as np
@@ -10,6 +11,7 @@ from seqcast.errors import SeqcastError
 from seqcast.layers import GRU, Dense, Flatten
 from seqcast.metrics import last_time_step_mse
 from seqcast.sequential import Sequential
+from seqcast.training import KerasAdam
 
 
 def data(n=256, steps=10, seed=0):
@@ -248,3 +250,69 @@ def test_keras_adam_takes_keras_update(trainer):
         param.grad = torch.as_tensor(g)
         opt.step()
     np.testing.assert_allclose(param.detach().numpy(), keras_adam_reference(grads), rtol=1e-6)
+
+
+def _stepped_copies(make_optimizer, steps: int, drop_grad_at: int | None = None):
+    """The parameters of two copies of one model after `steps` updates from the same gradients:
+    one by torch's `optimizer.step()`, one by `_FusedAdamStep`."""
+    from seqcast.training import _FusedAdamStep
+
+    torch.manual_seed(0)
+    models = [torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))]
+    models.append(copy.deepcopy(models[0]))
+    optimizers = [make_optimizer(m.parameters()) for m in models]
+    fast = _FusedAdamStep(optimizers[1])
+    for step in range(steps):
+        grads = [torch.randn_like(p) for p in models[0].parameters()]
+        fast.zero_grad()
+        for model in models:
+            for p, g in zip(model.parameters(), grads, strict=True):
+                p.grad = None if step == drop_grad_at and p.dim() == 1 else g.clone()
+        optimizers[0].step()
+        fast()
+    return [list(m.parameters()) for m in models], fast
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda ps: torch.optim.Adam(ps, lr=1e-2, fused=True),
+        lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1, fused=True),
+        lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=0.1, maximize=True, fused=True),
+        lambda ps: KerasAdam(ps, lr=1e-2, fused=True),
+    ],
+    ids=["adam", "adamw", "adam-l2-maximize", "keras_adam"],
+)
+def test_fused_adam_step_equals_torch_step_bit_for_bit(make_optimizer):
+    (reference, fast), stepper = _stepped_copies(make_optimizer, steps=6, drop_grad_at=3)
+    assert stepper.groups is not None  # the direct path ran (after the first step)
+    for a, b in zip(reference, fast, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_fused_adam_step_leaves_other_optimizers_to_torch():
+    (reference, fast), stepper = _stepped_copies(
+        lambda ps: torch.optim.Adam(ps, lr=1e-2, amsgrad=True, fused=True), steps=3
+    )
+    assert stepper.groups is None
+    for a, b in zip(reference, fast, strict=True):
+        assert torch.equal(a, b)
+    (reference, fast), stepper = _stepped_copies(lambda ps: torch.optim.SGD(ps, lr=0.1), steps=3)
+    assert stepper.groups is None
+    for a, b in zip(reference, fast, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_fused_adam_step_runs_registered_step_hooks():
+    from seqcast.training import _FusedAdamStep
+
+    layer = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.Adam(layer.parameters(), fused=True)
+    calls = []
+    optimizer.register_step_pre_hook(lambda *args: calls.append(1))
+    step = _FusedAdamStep(optimizer)
+    for _ in range(3):
+        step.zero_grad()
+        layer(torch.ones(4, 2)).sum().backward()
+        step()
+    assert step.groups is None and len(calls) == 3

@@ -456,3 +456,30 @@ def test_editing_a_shared_header_changes_the_build_flags(monkeypatch, tmp_path):
     header.write_text("// another version\n")
     assert _compiled._headers_digest_flag() != before
     assert before.startswith("-DSEQCAST_HEADERS_SHA1=")
+
+
+def test_lstm_stack_with_mixed_layers_gives_each_input_its_gradient():
+    # Autograd's node (C++) takes only the biases and peepholes that exist: a stack mixing
+    # layers with and without them must still hand every tensor its own gradient.
+    torch.manual_seed(4)
+    first = _stack_layers([(3, 5)], peephole=True, bias=False)[0]
+    second = _stack_layers([(5, 4)], peephole=False, bias=True)[0]
+    third = _stack_layers([(4, 2)], peephole=True, bias=True)[0]
+    layers = [first, second, third]
+    xs = torch.randn(6, 3, 4, dtype=D, requires_grad=True)
+    leaves = [xs, *(t for layer in layers for t in layer if t is not None)]
+    expected = _layer_after_layer(xs, layers)
+    want = torch.autograd.grad(expected.sin().sum(), leaves)
+    out = _compiled.lstm_stack(xs, layers, workers=1)
+    got = torch.autograd.grad(out.sin().sum(), leaves)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+def test_lstm_stack_refuses_a_differentiable_backward():
+    layers = _stack_layers([(2, 3), (3, 2)], peephole=False)
+    xs = torch.randn(4, 2, 3, dtype=D, requires_grad=True)
+    out = _compiled.lstm_stack(xs, layers)
+    with pytest.raises(RuntimeError, match="backward pass is not differentiable"):
+        torch.autograd.grad(out.sum(), xs, create_graph=True)

@@ -247,34 +247,6 @@ def using_stack_threads(threads: int | None) -> Iterator[None]:
         _stack_threads = previous
 
 
-class _LSTMStack(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xs, workers, *params):
-        w_ih, w_hh, bias, peep = (list(params[i::4]) for i in range(4))
-        out, *saved = _ops().lstm_stack_forward(xs, w_ih, w_hh, bias, peep, workers)
-        ctx.layers, ctx.workers = len(w_ih), workers
-        ctx.save_for_backward(*w_ih, *w_hh, *(p for p in peep if p is not None), *saved)
-        ctx.has_peephole = [p is not None for p in peep]
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout):
-        n, tensors = ctx.layers, list(ctx.saved_tensors)
-        w_ih, w_hh = tensors[:n], tensors[n : 2 * n]
-        given = iter(tensors[2 * n : 2 * n + sum(ctx.has_peephole)])
-        peep = [next(given) if has else None for has in ctx.has_peephole]
-        saved = tensors[2 * n + sum(ctx.has_peephole) :]
-        dxs, *grads = torch.ops.seqcast_rnn.lstm_stack_backward(
-            dout.contiguous(), w_ih, w_hh, peep, saved, ctx.workers
-        )  # dxs, then per layer dw_ih, dw_hh, dbias, dpeep
-        return (
-            _needs(ctx, 0, dxs),
-            None,
-            *(_needs(ctx, 2 + i, g) for i, g in enumerate(grads)),
-        )
-
-
 def wavefront_stats(reset: bool = False) -> dict[str, int | bool]:
     """How `lstm_stack` calls ran since the last reset: `wavefront` (on several threads),
     `no_overlap` (of those, the ones whose threads took turns on one core), `one_thread` (sent
@@ -302,14 +274,17 @@ def lstm_stack(
     would take turns on one; the op notices (too little overlap in a call) and runs the next
     calls on one thread, trying again later.
     """
-    workers = stack_threads() if workers is None else workers
-    params = [t if t is None else t.contiguous() for layer in layers for t in layer]
+    workers = int(stack_threads() if workers is None else workers)
+    w_ih, w_hh, bias, peep = ([_c(layer[i]) for layer in layers] for i in range(4))
+    xs = xs.contiguous()
     if not torch.is_grad_enabled() or not (
-        xs.requires_grad or any(t is not None and t.requires_grad for t in params)
+        xs.requires_grad
+        or any(t is not None and t.requires_grad for t in (*w_ih, *w_hh, *bias, *peep))
     ):
-        w_ih, w_hh, bias, peep = (list(params[i::4]) for i in range(4))
-        return _ops().lstm_stack_forward(xs.contiguous(), w_ih, w_hh, bias, peep, workers)[0]
-    return _LSTMStack.apply(xs.contiguous(), int(workers), *params)
+        return _ops().lstm_stack_forward(xs, w_ih, w_hh, bias, peep, workers)[0]
+    # one autograd node written in C++ (recurrences.cpp: LstmStackFunction): no Python runs in
+    # its backward pass
+    return _ops().lstm_stack(xs, w_ih, w_hh, bias, peep, workers)
 
 
 def lstm_sequence(
