@@ -72,7 +72,6 @@ PEERS = ["seqcast", "torch", "keras", "darts", "neuralforecast"]
 UNSUPPORTED = {
     ("torch", "ln_rnn"): "torch.nn has no layer-normalised RNN layer",
     ("torch", "peephole_lstm"): "torch.nn has no peephole LSTM layer",
-    ("keras", "peephole_lstm"): "Keras 3 has no peephole LSTM layer",
     ("darts", "ln_rnn"): "Darts' BlockRNNModel has no layer-normalised RNN (RNN/LSTM/GRU only)",
     ("darts", "peephole_lstm"): "Darts' BlockRNNModel has no peephole LSTM (RNN/LSTM/GRU only)",
     ("neuralforecast", "ln_rnn"): "neuralforecast has no layer-normalised RNN model",
@@ -294,11 +293,54 @@ def run_keras(model: str, d: dict, epochs: int, threads: int) -> dict[str, Any]:
             norm_outputs = self.activation(self.layer_norm(outputs))
             return norm_outputs, [norm_outputs]
 
+    class PeepholeLSTMCell(keras.layers.Layer):
+        """An LSTM cell with peepholes: the equations of TF 2 Keras' PeepholeLSTMCell (which
+        Keras 3 dropped) and of seqcast's LSTM(peephole=True), Keras' LSTM initialisers:
+        i = σ(x W_i + h U_i + b_i + p_i c), f = σ(... + p_f c), c' = f c + i tanh(...),
+        o = σ(... + p_o c'), h' = o tanh(c')."""
+
+        def __init__(self, units: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.units = units
+            self.state_size = [units, units]
+            self.output_size = units
+
+        def build(self, input_shape) -> None:
+            h = self.units
+
+            def unit_forget_bias(shape, dtype=None):
+                ones = keras.ops.ones((h,), dtype=dtype)
+                return keras.ops.concatenate([0 * ones, ones, 0 * ones, 0 * ones])
+
+            self.kernel = self.add_weight(shape=(input_shape[-1], 4 * h), name="kernel")
+            self.recurrent_kernel = self.add_weight(
+                shape=(h, 4 * h), initializer="orthogonal", name="recurrent_kernel"
+            )
+            self.bias = self.add_weight(shape=(4 * h,), initializer=unit_forget_bias, name="bias")
+            self.peepholes = [
+                self.add_weight(shape=(h,), name=f"{gate}_peephole") for gate in ("i", "f", "o")
+            ]  # glorot_uniform, as the kernel (TF 2 Keras' choice)
+
+        def call(self, inputs, states):
+            ops = keras.ops
+            h, c = states
+            z = ops.matmul(inputs, self.kernel) + ops.matmul(h, self.recurrent_kernel) + self.bias
+            zi, zf, zg, zo = ops.split(z, 4, axis=-1)
+            p_i, p_f, p_o = self.peepholes
+            i = ops.sigmoid(zi + p_i * c)
+            f = ops.sigmoid(zf + p_f * c)
+            c = f * c + i * ops.tanh(zg)
+            o = ops.sigmoid(zo + p_o * c)
+            h = o * ops.tanh(c)
+            return h, [h, c]
+
     def layer():
         if model == "lstm":
             return keras.layers.LSTM(UNITS, return_sequences=True)
         if model == "gru":
             return keras.layers.GRU(UNITS, return_sequences=True)
+        if model == "peephole_lstm":
+            return keras.layers.RNN(PeepholeLSTMCell(UNITS), return_sequences=True)
         return keras.layers.RNN(LNSimpleRNNCell(UNITS), return_sequences=True)
 
     seconds: list[float] = []
@@ -342,6 +384,11 @@ def run_keras(model: str, d: dict, epochs: int, threads: int) -> dict[str, Any]:
         note += (
             "; ln_rnn: the study notes' LNSimpleRNNCell (SimpleRNNCell + LayerNormalization) "
             "in keras.layers.RNN"
+        )
+    if model == "peephole_lstm":
+        note += (
+            "; peephole_lstm: a custom PeepholeLSTMCell (TF 2 Keras' PeepholeLSTMCell equations; "
+            "Keras 3 has no peephole layer) in keras.layers.RNN"
         )
     return {
         "seconds": seconds,
