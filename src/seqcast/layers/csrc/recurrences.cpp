@@ -500,6 +500,18 @@ SEQCAST_INLINE LstmForwardValues<T> lstm_forward_cell(T zi, T zf, T zg, T zo, T 
   return v;
 }
 
+// Element e of a step's saved gates g (4H, B), cell state c and output h (H, B).
+template <typename T>
+SEQCAST_INLINE void lstm_store_forward(const LstmForwardValues<T>& v, int64_t n, int64_t e,
+                                       T* RESTRICT g, T* RESTRICT c, T* RESTRICT h) {
+  g[e] = v.i;
+  g[n + e] = v.f;
+  g[2 * n + e] = v.g;
+  g[3 * n + e] = v.o;
+  c[e] = v.c;
+  h[e] = v.h;
+}
+
 // A whole forward step's elementwise pass as one flat loop over the H*B values, with the bias
 // and peephole planes. pre (4H, B) = Wcat u_t; cp, c, h, hm (H, B); g (4H, B); hm may be
 // nullptr (the last step).
@@ -518,12 +530,7 @@ SEQCAST_SIMD void lstm_forward_flat(const LstmParams<T>& P, const T* RESTRICT pr
     const auto v = lstm_forward_cell<T>(pre[e] + bp[e], pre[n + e] + bp[n + e],
                                         pre[2 * n + e] + bp[2 * n + e],
                                         pre[3 * n + e] + bp[3 * n + e], cp[e], pi, pf, po);
-    g[e] = v.i;
-    g[n + e] = v.f;
-    g[2 * n + e] = v.g;
-    g[3 * n + e] = v.o;
-    c[e] = v.c;
-    h[e] = v.h;
+    lstm_store_forward<T>(v, n, e, g, c, h);
   }
   if (hm != nullptr) {
 #pragma omp simd
@@ -555,12 +562,7 @@ SEQCAST_SIMD void lstm_forward_columns(const LstmParams<T>& P, int64_t b0, int64
       const int64_t e = r + b;
       const auto v = lstm_forward_cell<T>(pre[e] + bi, pre[n + e] + bf, pre[2 * n + e] + bg,
                                           pre[3 * n + e] + bo, cp[e], pi, pf, po);
-      g[e] = v.i;
-      g[n + e] = v.f;
-      g[2 * n + e] = v.g;
-      g[3 * n + e] = v.o;
-      c[e] = v.c;
-      h[e] = v.h;
+      lstm_store_forward<T>(v, n, e, g, c, h);
     }
     if (hm != nullptr) {
 #pragma omp simd
