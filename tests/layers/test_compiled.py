@@ -263,7 +263,7 @@ def test_turned_off_by_environment_variable(monkeypatch):
 
 def test_a_failed_build_logs_once_and_reports_unavailable(monkeypatch, caplog):
     monkeypatch.setattr(_compiled, "_built", None)
-    recurrences, _ = _compiled._SOURCES
+    recurrences = _compiled._SOURCES[0]
     monkeypatch.setattr(_compiled, "_SOURCES", [recurrences, recurrences.with_name("missing.cpp")])
     with caplog.at_level(logging.WARNING, logger=_compiled.__name__):
         assert _compiled.available() is False

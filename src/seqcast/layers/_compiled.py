@@ -65,9 +65,11 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-# recurrences.cpp defines the seqcast_rnn library; scan.cpp adds the MinGRU/MinLSTM scan to it.
-_SOURCES = [Path(__file__).parent / "csrc" / name for name in ("recurrences.cpp", "scan.cpp")]
-_HEADERS = [Path(__file__).parent / "csrc" / "common.h"]
+# recurrences.cpp defines the seqcast_rnn library; scan.cpp adds the MinGRU/MinLSTM scan to it,
+# lstm_stack_autograd.cpp the stacked LSTM's autograd node.
+_CSRC = Path(__file__).parent / "csrc"
+_SOURCES = [_CSRC / name for name in ("recurrences.cpp", "scan.cpp", "lstm_stack_autograd.cpp")]
+_HEADERS = [_CSRC / "common.h", _CSRC / "lstm_stack.h"]
 _EXTENSION = "seqcast_recurrences"
 # No -march=native: a cached build may be reused on another CPU. The kernels pick their
 # instruction set at load time (target_clones). -fno-trapping-math lets branch-free clamps

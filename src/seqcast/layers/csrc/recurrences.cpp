@@ -24,7 +24,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -53,6 +52,7 @@
 #endif
 
 #include "common.h"
+#include "lstm_stack.h"
 
 namespace seqcast_rnn {
 namespace {
@@ -1215,6 +1215,8 @@ void check_lstm_stack(const Tensor& xs, at::TensorList w_ih, at::TensorList w_hh
   }
 }
 
+}  // namespace
+
 // Forward of the stack from zero states. Returns [out (T, H_top, B), then per layer: cs,
 // gates, u] (what the backward needs).
 std::vector<Tensor> lstm_stack_forward(const Tensor& xs, at::TensorList w_ih, at::TensorList w_hh,
@@ -1337,107 +1339,7 @@ std::vector<Tensor> lstm_stack_backward(const Tensor& dout, at::TensorList w_ih,
   return result;
 }
 
-// The stack as one autograd node written in C++: a Python torch.autograd.Function around the
-// two ops above cost ~160 us a training step (its apply, the Python backward and the engine's
-// hand-offs to Python) against ~700 us for the ops themselves at batch 32, 2 x 20 units.
-// Inputs: xs, every layer's w_ih, every w_hh, the biases and peepholes that exist (autograd
-// takes no undefined tensors in a list) and which layers have them; backward gives one
-// gradient per input, in that order (none for the flags and `workers`).
-struct LstmStackFunction : public torch::autograd::Function<LstmStackFunction> {
-  using Flags = std::vector<bool>;
-
-  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& xs,
-                        at::TensorList w_ih, at::TensorList w_hh, at::TensorList biases,
-                        at::TensorList peepholes, const Flags& has_bias, const Flags& has_peephole,
-                        int64_t workers) {
-    std::vector<Tensor> out = lstm_stack_forward(xs, w_ih, w_hh, per_layer(biases, has_bias),
-                                                 per_layer(peepholes, has_peephole), workers);
-    std::vector<Tensor> saved(w_ih.begin(), w_ih.end());
-    saved.insert(saved.end(), w_hh.begin(), w_hh.end());
-    saved.insert(saved.end(), peepholes.begin(), peepholes.end());
-    saved.insert(saved.end(), out.begin() + 1, out.end());  // cs, gates, u per layer
-    ctx->save_for_backward(saved);
-    ctx->saved_data["layers"] = static_cast<int64_t>(w_ih.size());
-    ctx->saved_data["has_bias"] = flag_list(has_bias);
-    ctx->saved_data["has_peephole"] = flag_list(has_peephole);
-    ctx->saved_data["workers"] = workers;
-    return out[0];
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    // As a Python once_differentiable function: the kernels' gradients are not themselves
-    // differentiable, so a graph of them (create_graph=True) would be silently wrong.
-    TORCH_CHECK(!at::GradMode::is_enabled(),
-                "lstm_stack: its backward pass is not differentiable (create_graph=True, or "
-                "a double backward); run the layers one by one for higher derivatives");
-    const int64_t L = ctx->saved_data["layers"].toInt();
-    const Flags has_bias = flags(ctx->saved_data["has_bias"]);
-    const Flags has_peephole = flags(ctx->saved_data["has_peephole"]);
-    const int64_t peepholes = std::count(has_peephole.begin(), has_peephole.end(), true);
-    const std::vector<Tensor> saved = ctx->get_saved_variables();
-    const at::TensorList all(saved);
-    const at::TensorList w_ih = all.slice(0, L), w_hh = all.slice(L, L);
-    const at::TensorList states = all.slice(2 * L + peepholes);
-    const Tensor dout =
-        grads[0].defined() ? grads[0].contiguous() : at::zeros_like(states[3 * L - 3]);
-    const std::vector<Tensor> d =
-        lstm_stack_backward(dout, w_ih, w_hh, per_layer(all.slice(2 * L, peepholes), has_peephole),
-                            states, ctx->saved_data["workers"].toInt());
-    // d: dxs, then per layer dw_ih, dw_hh, dbias, dpeep
-    torch::autograd::variable_list result{d[0]};
-    for (int64_t l = 0; l < L; ++l) result.push_back(d[1 + 4 * l]);
-    for (int64_t l = 0; l < L; ++l) result.push_back(d[2 + 4 * l]);
-    for (int64_t l = 0; l < L; ++l) {
-      if (has_bias[l]) result.push_back(d[3 + 4 * l]);
-    }
-    for (int64_t l = 0; l < L; ++l) {
-      if (has_peephole[l]) result.push_back(d[4 + 4 * l]);
-    }
-    result.resize(result.size() + 3);  // has_bias, has_peephole, workers
-    return result;
-  }
-
-  static c10::List<bool> flag_list(const Flags& values) {
-    c10::List<bool> list;
-    for (const bool v : values) list.push_back(v);
-    return list;
-  }
-  static Flags flags(const c10::IValue& saved) {
-    Flags values;
-    for (const bool v : saved.toBoolList()) values.push_back(v);
-    return values;
-  }
-
-  // The optional per-layer list of the kernels from the tensors of the layers that have one.
-  static c10::List<std::optional<Tensor>> per_layer(at::TensorList present, const Flags& has) {
-    c10::List<std::optional<Tensor>> list;
-    size_t next = 0;
-    for (const bool h : has) {
-      list.push_back(h ? std::optional<Tensor>(present[next++]) : std::nullopt);
-    }
-    return list;
-  }
-};
-
-// The forward op with autograd: lstm_stack_forward's arguments, the top layer's output.
-Tensor lstm_stack(const Tensor& xs, at::TensorList w_ih, at::TensorList w_hh,
-                  const c10::List<std::optional<Tensor>>& bias,
-                  const c10::List<std::optional<Tensor>>& peephole, int64_t workers) {
-  const auto split = [](const c10::List<std::optional<Tensor>>& list,
-                        std::vector<Tensor>& present, LstmStackFunction::Flags& has) {
-    for (const std::optional<Tensor> t : list) {
-      has.push_back(t.has_value() && t->defined());
-      if (has.back()) present.push_back(*t);
-    }
-  };
-  std::vector<Tensor> biases, peepholes;
-  LstmStackFunction::Flags has_bias, has_peephole;
-  split(bias, biases, has_bias);
-  split(peephole, peepholes, has_peephole);
-  return LstmStackFunction::apply(xs, w_ih, w_hh, at::TensorList(biases),
-                                  at::TensorList(peepholes), has_bias, has_peephole, workers);
-}
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // GRU, gate order r, z, n; h_t = (1 - z) n + z h_{t-1} in both forms.
