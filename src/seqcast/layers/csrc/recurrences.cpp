@@ -1,6 +1,7 @@
 // Whole recurrences, forward and backward, for CPU: the time loop runs here so no Python runs
 // per step. Built and loaded lazily by seqcast/layers/_compiled.py, which wraps each op pair in
-// a torch.autograd.Function.
+// a torch.autograd.Function (the stacked LSTM's pair has its node in C++:
+// lstm_stack_autograd.cpp).
 //
 // Conventions (contiguous, float32 or float64, on the CPU; batch-first except the LSTM's, which
 // are step-major, see its section):
