@@ -483,3 +483,25 @@ def test_lstm_stack_refuses_a_differentiable_backward():
     out = _compiled.lstm_stack(xs, layers)
     with pytest.raises(RuntimeError, match="backward pass is not differentiable"):
         torch.autograd.grad(out.sum(), xs, create_graph=True)
+
+
+@pytest.mark.parametrize("used", [0, 1], ids=["loss_on_out", "loss_on_h_T"])
+def test_gru_gradients_when_the_loss_uses_one_output(used):
+    # The other output's gradient reaches the (C++) autograd node undefined: it counts as 0.
+    kernel, reference, args, diff = _gru(3, 5, 4, masked=False)
+    weights = torch.randn(3, 5, 4, dtype=D) if used == 0 else torch.randn(3, 4, dtype=D)
+    grads = []
+    for fn in (kernel, reference):
+        leaves = _leaves(args, diff)
+        loss = (fn(*leaves)[used] * weights).sum()
+        grads.append(torch.autograd.grad(loss, [leaves[i] for i in diff]))
+    for g, w in zip(*grads, strict=True):
+        torch.testing.assert_close(g, w, **TOL)
+
+
+def test_gru_refuses_a_differentiable_backward():
+    kernel, _, args, diff = _gru(2, 3, 4, masked=False)
+    leaves = _leaves(args, diff)
+    out, _ = kernel(*leaves)
+    with pytest.raises(RuntimeError, match="backward pass is not differentiable"):
+        torch.autograd.grad(out.sum(), leaves[0], create_graph=True)

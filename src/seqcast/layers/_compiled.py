@@ -66,10 +66,10 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 # recurrences.cpp defines the seqcast_rnn library; scan.cpp adds the MinGRU/MinLSTM scan to it,
-# lstm_stack_autograd.cpp the stacked LSTM's autograd node.
+# autograd.cpp the autograd nodes of the stacked LSTM and the GRU.
 _CSRC = Path(__file__).parent / "csrc"
-_SOURCES = [_CSRC / name for name in ("recurrences.cpp", "scan.cpp", "lstm_stack_autograd.cpp")]
-_HEADERS = [_CSRC / "common.h", _CSRC / "lstm_stack.h"]
+_SOURCES = [_CSRC / name for name in ("recurrences.cpp", "scan.cpp", "autograd.cpp")]
+_HEADERS = [_CSRC / "common.h", _CSRC / "ops.h"]
 _EXTENSION = "seqcast_recurrences"
 # No -march=native: a cached build may be reused on another CPU. The kernels pick their
 # instruction set at load time (target_clones). -fno-trapping-math lets branch-free clamps
@@ -308,25 +308,6 @@ def lstm_sequence(
 # -- GRU ----------------------------------------------------------------------------------------
 
 
-class _GRUSequence(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xproj, w_hh, h0, b_hh, reset_after, rmask):
-        out, h_n, gates, rh = _ops().gru_forward(xproj, w_hh, h0, b_hh, reset_after, rmask)
-        ctx.reset_after = reset_after
-        ctx.save_for_backward(w_hh, h0, rmask, out, gates, rh)
-        return out, h_n
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout, dh_n):
-        w_hh, h0, rmask, out, gates, rh = ctx.saved_tensors
-        dx, dw, dh0, db = torch.ops.seqcast_rnn.gru_backward(
-            *_grads(dout, dh_n), w_hh, h0, ctx.reset_after, rmask, out, gates, rh
-        )
-        grads = (dx, dw, dh0, db)  # db: zeros when b_hh is None (not needed)
-        return (*(_needs(ctx, i, g) for i, g in enumerate(grads)), None, None)
-
-
 def gru_sequence(
     xproj: Tensor,
     w_hh: Tensor,
@@ -350,7 +331,8 @@ def gru_sequence(
     xproj (B, T, 3H) = (x_r, x_z, x_n), w_hh (3H, H), h0 (B, H), b_hh (3H,) or None (zeros),
     rmask (B, H) or None. out (B, T, H), h_T (B, H).
     """
-    return _GRUSequence.apply(
+    # one autograd node written in C++ (autograd.cpp)
+    return _ops().gru_sequence(
         xproj.contiguous(), w_hh.contiguous(), h0.contiguous(), _c(b_hh), bool(reset_after),
         _c(rmask),
     )  # fmt: skip

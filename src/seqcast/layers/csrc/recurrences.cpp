@@ -1,7 +1,7 @@
 // Whole recurrences, forward and backward, for CPU: the time loop runs here so no Python runs
 // per step. Built and loaded lazily by seqcast/layers/_compiled.py, which wraps each op pair in
-// a torch.autograd.Function (the stacked LSTM's pair has its node in C++:
-// lstm_stack_autograd.cpp).
+// a torch.autograd.Function (the stacked LSTM's and the GRU's pairs have their nodes in
+// C++: autograd.cpp).
 //
 // Conventions (contiguous, float32 or float64, on the CPU; batch-first except the LSTM's, which
 // are step-major, see its section):
@@ -53,7 +53,7 @@
 #endif
 
 #include "common.h"
-#include "lstm_stack.h"
+#include "ops.h"
 
 namespace seqcast_rnn {
 namespace {
@@ -1524,6 +1524,8 @@ SEQCAST_SIMD void gru_v3_reset_step(const GruBackwardStep<T>& s, int64_t b0, int
   }
 }
 
+}  // namespace
+
 std::tuple<Tensor, Tensor, Tensor, Tensor> gru_forward(const Tensor& xproj, const Tensor& w_hh,
                                                        const Tensor& h0, const OptTensor& b_hh,
                                                        bool reset_after,
@@ -1625,6 +1627,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(const Tensor& dout, cons
   Tensor dw = at::cat({dw_rz, weight_grad(dz, 2 * H, H, rh)});
   return {dz, dw, dh0, at::zeros({3 * H}, opts)};
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // SimpleRNN: h_t = act(xproj_t + hm_{t-1} W^T).  Saved: out only (act' from the output).
@@ -1953,6 +1957,10 @@ TORCH_LIBRARY(seqcast_rnn, m) {
       "lstm_stack(Tensor xs, Tensor[] w_ih, Tensor[] w_hh, Tensor?[] bias, Tensor?[] peephole, "
       "int workers) -> Tensor",
       &lstm_stack);
+  m.def(
+      "gru_sequence(Tensor xproj, Tensor w_hh, Tensor h0, Tensor? b_hh, bool reset_after, "
+      "Tensor? rmask) -> (Tensor, Tensor)",
+      &gru_sequence);
   m.def("wavefront_stats(bool reset) -> int[]", &wavefront_stats);
   m.def(
       "gru_forward(Tensor xproj, Tensor w_hh, Tensor h0, Tensor? b_hh, bool reset_after, "

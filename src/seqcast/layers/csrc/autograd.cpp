@@ -1,21 +1,38 @@
-// Stacked LSTM layers (recurrences.cpp) as one autograd node written in C++: a Python
-// torch.autograd.Function around the forward and backward ops cost ~160 us a training step
-// (its apply, the Python backward and the engine's hand-offs to Python) against ~700 us for
-// the ops themselves at batch 32, 2 x 20 units. Kept apart from the kernels: the autograd
-// headers add seconds to a build, and a separate file builds beside them on another core.
+// Autograd nodes written in C++ for the recurrence ops of recurrences.cpp: the stacked LSTM
+// and the GRU. A Python torch.autograd.Function around an op pair costs ~150 us a training
+// step (its apply, the Python backward and the engine's hand-offs to Python) against ~700 us
+// for the two LSTM layers' ops themselves at batch 32, 20 units. Kept apart from the kernels:
+// the autograd headers add seconds to a build, and a separate file builds beside them on
+// another core. Both backward passes refuse create_graph=True, as a Python
+// once_differentiable function would: the kernels' gradients are not themselves
+// differentiable, so a graph of them would be silently wrong.
 
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <optional>
+#include <tuple>
 #include <vector>
 
-#include "lstm_stack.h"
+#include "ops.h"
 
 namespace seqcast_rnn {
 namespace {
 
 using at::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+void check_not_differentiable(const char* op, const char* instead) {
+  TORCH_CHECK(!at::GradMode::is_enabled(), op,
+              ": its backward pass is not differentiable (create_graph=True, or a double "
+              "backward); ", instead, " for higher derivatives");
+}
+
+// A gradient the engine gave as undefined (an output the loss does not use) as zeros.
+Tensor grad_or_zeros(const Tensor& grad, const Tensor& like) {
+  return grad.defined() ? grad.contiguous() : at::zeros_like(like);
+}
 
 // Inputs: xs, every layer's w_ih, every w_hh, the biases and peepholes that exist (autograd
 // takes no undefined tensors in a list) and which layers have them; backward gives one
@@ -43,11 +60,7 @@ struct LstmStackFunction : public torch::autograd::Function<LstmStackFunction> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    // As a Python once_differentiable function: the kernels' gradients are not themselves
-    // differentiable, so a graph of them (create_graph=True) would be silently wrong.
-    TORCH_CHECK(!at::GradMode::is_enabled(),
-                "lstm_stack: its backward pass is not differentiable (create_graph=True, or "
-                "a double backward); run the layers one by one for higher derivatives");
+    check_not_differentiable("lstm_stack", "give the LSTM layers implementation='loop'");
     const int64_t L = ctx->saved_data["layers"].toInt();
     const Flags has_bias = flags(ctx->saved_data["has_bias"]);
     const Flags has_peephole = flags(ctx->saved_data["has_peephole"]);
@@ -97,6 +110,34 @@ struct LstmStackFunction : public torch::autograd::Function<LstmStackFunction> {
   }
 };
 
+
+// The GRU over a sequence (gru_forward / gru_backward). Inputs: xproj, w_hh, h0, b_hh
+// (optional), reset_after, rmask (optional); outputs out, h_T.
+struct GruSequenceFunction : public torch::autograd::Function<GruSequenceFunction> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& xproj, const Tensor& w_hh,
+                               const Tensor& h0, const std::optional<Tensor>& b_hh,
+                               bool reset_after, const std::optional<Tensor>& rmask) {
+    auto [out, h_n, gates, rh] = gru_forward(xproj, w_hh, h0, b_hh, reset_after, rmask);
+    const Tensor mask = rmask.has_value() ? *rmask : Tensor();
+    ctx->save_for_backward({w_hh, h0, mask, out, gates, rh});
+    ctx->saved_data["reset_after"] = reset_after;
+    ctx->saved_data["has_bias"] = b_hh.has_value() && b_hh->defined();
+    return {out, h_n};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check_not_differentiable("gru_sequence", "give the GRU layer implementation='loop'");
+    const variable_list saved = ctx->get_saved_variables();
+    const Tensor &w_hh = saved[0], &h0 = saved[1], &mask = saved[2], &out = saved[3];
+    const std::optional<Tensor> rmask = mask.defined() ? std::optional<Tensor>(mask) : std::nullopt;
+    auto [dx, dw, dh0, db] =
+        gru_backward(grad_or_zeros(grads[0], out), grad_or_zeros(grads[1], h0), w_hh, h0,
+                     ctx->saved_data["reset_after"].toBool(), rmask, out, saved[4], saved[5]);
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    return {dx, dw, dh0, has_bias ? db : Tensor(), Tensor(), Tensor()};
+  }
+};
+
 }  // namespace
 
 Tensor lstm_stack(const Tensor& xs, at::TensorList w_ih, at::TensorList w_hh,
@@ -115,6 +156,14 @@ Tensor lstm_stack(const Tensor& xs, at::TensorList w_ih, at::TensorList w_hh,
   split(peephole, peepholes, has_peephole);
   return LstmStackFunction::apply(xs, w_ih, w_hh, at::TensorList(biases),
                                   at::TensorList(peepholes), has_bias, has_peephole, workers);
+}
+
+std::tuple<Tensor, Tensor> gru_sequence(const Tensor& xproj, const Tensor& w_hh, const Tensor& h0,
+                                        const std::optional<Tensor>& b_hh, bool reset_after,
+                                        const std::optional<Tensor>& rmask) {
+  const variable_list out =
+      GruSequenceFunction::apply(xproj, w_hh, h0, b_hh, reset_after, rmask);
+  return {out[0], out[1]};
 }
 
 }  // namespace seqcast_rnn

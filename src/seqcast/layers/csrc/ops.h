@@ -1,0 +1,47 @@
+// The recurrence ops (recurrences.cpp) that also have an autograd node written in C++
+// (autograd.cpp). Shapes and outputs are described where each is defined.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+namespace seqcast_rnn {
+
+std::vector<at::Tensor> lstm_stack_forward(const at::Tensor& xs, at::TensorList w_ih,
+                                           at::TensorList w_hh,
+                                           const c10::List<std::optional<at::Tensor>>& bias,
+                                           const c10::List<std::optional<at::Tensor>>& peephole,
+                                           int64_t workers);
+
+std::vector<at::Tensor> lstm_stack_backward(const at::Tensor& dout, at::TensorList w_ih,
+                                            at::TensorList w_hh,
+                                            const c10::List<std::optional<at::Tensor>>& peephole,
+                                            at::TensorList saved, int64_t workers);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_forward(
+    const at::Tensor& xproj, const at::Tensor& w_hh, const at::Tensor& h0,
+    const std::optional<at::Tensor>& b_hh, bool reset_after,
+    const std::optional<at::Tensor>& rmask);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
+    const at::Tensor& dout, const at::Tensor& dh_n, const at::Tensor& w_hh, const at::Tensor& h0,
+    bool reset_after, const std::optional<at::Tensor>& rmask, const at::Tensor& out,
+    const at::Tensor& gates, const at::Tensor& rh);
+
+// With autograd: lstm_stack_forward's arguments, the top layer's output.
+at::Tensor lstm_stack(const at::Tensor& xs, at::TensorList w_ih, at::TensorList w_hh,
+                      const c10::List<std::optional<at::Tensor>>& bias,
+                      const c10::List<std::optional<at::Tensor>>& peephole, int64_t workers);
+
+// With autograd: gru_forward's arguments, (out, h_T).
+std::tuple<at::Tensor, at::Tensor> gru_sequence(const at::Tensor& xproj, const at::Tensor& w_hh,
+                                                const at::Tensor& h0,
+                                                const std::optional<at::Tensor>& b_hh,
+                                                bool reset_after,
+                                                const std::optional<at::Tensor>& rmask);
+
+}  // namespace seqcast_rnn
