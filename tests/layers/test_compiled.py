@@ -485,11 +485,15 @@ def test_lstm_stack_refuses_a_differentiable_backward():
         torch.autograd.grad(out.sum(), xs, create_graph=True)
 
 
-@pytest.mark.parametrize("used", [0, 1], ids=["loss_on_out", "loss_on_h_T"])
-def test_gru_gradients_when_the_loss_uses_one_output(used):
-    # The other output's gradient reaches the (C++) autograd node undefined: it counts as 0.
-    kernel, reference, args, diff = _gru(3, 5, 4, masked=False)
-    weights = torch.randn(3, 5, 4, dtype=D) if used == 0 else torch.randn(3, 4, dtype=D)
+@pytest.mark.parametrize(
+    ("name", "used"),
+    [(name, used) for name in PROBLEMS for used in range(3 if name.startswith("lstm") else 2)],
+)
+def test_gradients_when_the_loss_uses_one_output(name, used):
+    # The other outputs' gradients (out, h_T, c_T) reach the (C++) autograd node undefined:
+    # they count as 0.
+    kernel, reference, args, diff = PROBLEMS[name](3, 5, 4, False)
+    weights = torch.randn_like(reference(*args)[used])
     grads = []
     for fn in (kernel, reference):
         leaves = _leaves(args, diff)
@@ -499,9 +503,10 @@ def test_gru_gradients_when_the_loss_uses_one_output(used):
         torch.testing.assert_close(g, w, **TOL)
 
 
-def test_gru_refuses_a_differentiable_backward():
-    kernel, _, args, diff = _gru(2, 3, 4, masked=False)
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_kernels_refuse_a_differentiable_backward(name):
+    kernel, _, args, diff = PROBLEMS[name](2, 3, 4, False)
     leaves = _leaves(args, diff)
-    out, _ = kernel(*leaves)
+    out = kernel(*leaves)[0]
     with pytest.raises(RuntimeError, match="backward pass is not differentiable"):
         torch.autograd.grad(out.sum(), leaves[0], create_graph=True)

@@ -163,34 +163,11 @@ def _c(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
 
-def _grads(*grads: Tensor) -> list[Tensor]:
-    return [g.contiguous() for g in grads]
-
-
 def _needs(ctx, index: int, grad: Tensor) -> Tensor | None:
     return grad if ctx.needs_input_grad[index] else None
 
 
 # -- LSTM ---------------------------------------------------------------------------------------
-
-
-class _LSTMLayer(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xs, w_ih, w_hh, bias, h0, c0, peephole, rmask):
-        out, h_n, c_n, cs, gates, u = _ops().lstm_layer_forward(
-            xs, w_ih, w_hh, bias, h0, c0, peephole, rmask
-        )
-        ctx.save_for_backward(w_ih, w_hh, c0, peephole, rmask, cs, gates, u)
-        return out, h_n, c_n
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout, dh_n, dc_n):
-        w_ih, w_hh, c0, peephole, rmask, cs, gates, u = ctx.saved_tensors
-        grads = torch.ops.seqcast_rnn.lstm_layer_backward(
-            *_grads(dout, dh_n, dc_n), w_ih, w_hh, c0, peephole, rmask, cs, gates, u
-        )  # dxs, dw_ih, dw_hh, dbias, dh0, dc0, dpeep
-        return (*(_needs(ctx, i, g) for i, g in enumerate(grads)), None)
 
 
 def lstm_layer(
@@ -223,7 +200,8 @@ def lstm_layer(
     ):  # inference: the op alone, without an autograd node (a third of a small call's time)
         out, h_n, c_n, *_ = _ops().lstm_layer_forward(*(_c(t) for t in args))
         return out, h_n, c_n
-    return _LSTMLayer.apply(
+    # one autograd node written in C++ (autograd.cpp)
+    return _ops().lstm_layer(
         xs.contiguous(), w_ih.contiguous(), w_hh.contiguous(), _c(bias), h0.contiguous(),
         c0.contiguous(), _c(peephole), _c(rmask),
     )  # fmt: skip
@@ -345,24 +323,6 @@ def _activation_code(activation: str) -> int:
     return ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
 
 
-class _SimpleRNNSequence(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xproj, w_hh, h0, activation, rmask):
-        out, h_n = _ops().simple_rnn_forward(xproj, w_hh, h0, activation, rmask)
-        ctx.activation = activation
-        ctx.save_for_backward(w_hh, h0, rmask, out)
-        return out, h_n
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout, dh_n):
-        w_hh, h0, rmask, out = ctx.saved_tensors
-        dx, dw, dh0 = torch.ops.seqcast_rnn.simple_rnn_backward(
-            *_grads(dout, dh_n), w_hh, h0, ctx.activation, rmask, out
-        )
-        return (*(_needs(ctx, i, g) for i, g in enumerate((dx, dw, dh0))), None, None)
-
-
 def simple_rnn_sequence(
     xproj: Tensor,
     w_hh: Tensor,
@@ -378,33 +338,13 @@ def simple_rnn_sequence(
     xproj (B, T, H), w_hh (H, H), h0 (B, H), rmask (B, H) or None. out (B, T, H), h_T (B, H).
     """
     code = _activation_code(activation)
-    return _SimpleRNNSequence.apply(
+    # one autograd node written in C++ (autograd.cpp)
+    return _ops().simple_rnn_sequence(
         xproj.contiguous(), w_hh.contiguous(), h0.contiguous(), code, _c(rmask)
     )
 
 
 # -- layer-normalised SimpleRNN -----------------------------------------------------------------
-
-
-class _LNSimpleRNNSequence(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xproj, w_hh, h0, gamma, beta, eps, activation, rmask):
-        out, h_n, shat, rstd = _ops().ln_simple_rnn_forward(
-            xproj, w_hh, h0, gamma, beta, eps, activation, rmask
-        )
-        ctx.activation = activation
-        ctx.save_for_backward(w_hh, h0, gamma, rmask, out, shat, rstd)
-        return out, h_n
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout, dh_n):
-        w_hh, h0, gamma, rmask, out, shat, rstd = ctx.saved_tensors
-        dx, dw, dh0, dgamma, dbeta = torch.ops.seqcast_rnn.ln_simple_rnn_backward(
-            *_grads(dout, dh_n), w_hh, h0, gamma, ctx.activation, rmask, out, shat, rstd
-        )
-        grads = (dx, dw, dh0, dgamma, dbeta)
-        return (*(_needs(ctx, i, g) for i, g in enumerate(grads)), None, None, None)
 
 
 def ln_simple_rnn_sequence(
@@ -430,7 +370,8 @@ def ln_simple_rnn_sequence(
     h0 (B, H), gamma and beta (H,), rmask (B, H) or None. out (B, T, H), h_T (B, H).
     """
     code = _activation_code(activation)
-    return _LNSimpleRNNSequence.apply(
+    # one autograd node written in C++ (autograd.cpp)
+    return _ops().ln_simple_rnn_sequence(
         xproj.contiguous(), w_hh.contiguous(), h0.contiguous(), gamma.contiguous(),
         beta.contiguous(), float(eps), code, _c(rmask),
     )  # fmt: skip

@@ -1,5 +1,5 @@
-// Autograd nodes written in C++ for the recurrence ops of recurrences.cpp: the stacked LSTM
-// and the GRU. A Python torch.autograd.Function around an op pair costs ~150 us a training
+// Autograd nodes written in C++ for the recurrence ops of recurrences.cpp: the LSTM layer and
+// stack, the GRU, the SimpleRNN and the layer-normalised SimpleRNN. A Python torch.autograd.Function around an op pair costs ~150 us a training
 // step (its apply, the Python backward and the engine's hand-offs to Python) against ~700 us
 // for the two LSTM layers' ops themselves at batch 32, 20 units. Kept apart from the kernels:
 // the autograd headers add seconds to a build, and a separate file builds beside them on
@@ -111,6 +111,89 @@ struct LstmStackFunction : public torch::autograd::Function<LstmStackFunction> {
 };
 
 
+std::optional<Tensor> optional_of(const Tensor& t) {
+  return t.defined() ? std::optional<Tensor>(t) : std::nullopt;
+}
+
+Tensor defined_or_empty(const std::optional<Tensor>& t) {
+  return t.has_value() ? *t : Tensor();
+}
+
+// One LSTM layer (lstm_layer_forward / lstm_layer_backward). Inputs: xs, w_ih, w_hh, bias
+// (optional), h0, c0, peephole (optional), rmask (optional); outputs out, h_T, c_T.
+struct LstmLayerFunction : public torch::autograd::Function<LstmLayerFunction> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& xs, const Tensor& w_ih,
+                               const Tensor& w_hh, const std::optional<Tensor>& bias,
+                               const Tensor& h0, const Tensor& c0,
+                               const std::optional<Tensor>& peephole,
+                               const std::optional<Tensor>& rmask) {
+    auto [out, h_n, c_n, cs, gates, u] =
+        lstm_layer_forward(xs, w_ih, w_hh, bias, h0, c0, peephole, rmask);
+    ctx->save_for_backward({w_ih, w_hh, h0, c0, defined_or_empty(peephole),
+                            defined_or_empty(rmask), out, cs, gates, u});
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    return {out, h_n, c_n};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check_not_differentiable("lstm_layer", "give the LSTM layer implementation='loop'");
+    const variable_list s = ctx->get_saved_variables();
+    const Tensor &w_ih = s[0], &w_hh = s[1], &h0 = s[2], &c0 = s[3], &peephole = s[4];
+    auto [dxs, dw_ih, dw_hh, dbias, dh0, dc0, dpeep] = lstm_layer_backward(
+        grad_or_zeros(grads[0], s[6]), grad_or_zeros(grads[1], h0), grad_or_zeros(grads[2], c0),
+        w_ih, w_hh, c0, optional_of(peephole), optional_of(s[5]), s[7], s[8], s[9]);
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    return {dxs, dw_ih, dw_hh, has_bias ? dbias : Tensor(), dh0, dc0,
+            peephole.defined() ? dpeep : Tensor(), Tensor()};
+  }
+};
+
+// The SimpleRNN over a sequence. Inputs: xproj, w_hh, h0, activation, rmask (optional);
+// outputs out, h_T.
+struct SimpleRnnFunction : public torch::autograd::Function<SimpleRnnFunction> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& xproj, const Tensor& w_hh,
+                               const Tensor& h0, int64_t activation,
+                               const std::optional<Tensor>& rmask) {
+    auto [out, h_n] = simple_rnn_forward(xproj, w_hh, h0, activation, rmask);
+    ctx->save_for_backward({w_hh, h0, defined_or_empty(rmask), out});
+    ctx->saved_data["activation"] = activation;
+    return {out, h_n};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check_not_differentiable("simple_rnn_sequence", "give the layer implementation='loop'");
+    const variable_list s = ctx->get_saved_variables();
+    auto [dx, dw, dh0] = simple_rnn_backward(
+        grad_or_zeros(grads[0], s[3]), grad_or_zeros(grads[1], s[1]), s[0], s[1],
+        ctx->saved_data["activation"].toInt(), optional_of(s[2]), s[3]);
+    return {dx, dw, dh0, Tensor(), Tensor()};
+  }
+};
+
+// The layer-normalised SimpleRNN over a sequence. Inputs: xproj, w_hh, h0, gamma, beta, eps,
+// activation, rmask (optional); outputs out, h_T.
+struct LnSimpleRnnFunction : public torch::autograd::Function<LnSimpleRnnFunction> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& xproj, const Tensor& w_hh,
+                               const Tensor& h0, const Tensor& gamma, const Tensor& beta,
+                               double eps, int64_t activation,
+                               const std::optional<Tensor>& rmask) {
+    auto [out, h_n, shat, rstd] =
+        ln_simple_rnn_forward(xproj, w_hh, h0, gamma, beta, eps, activation, rmask);
+    ctx->save_for_backward({w_hh, h0, gamma, defined_or_empty(rmask), out, shat, rstd});
+    ctx->saved_data["activation"] = activation;
+    return {out, h_n};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check_not_differentiable("ln_simple_rnn_sequence", "give the layer implementation='loop'");
+    const variable_list s = ctx->get_saved_variables();
+    auto [dx, dw, dh0, dgamma, dbeta] = ln_simple_rnn_backward(
+        grad_or_zeros(grads[0], s[4]), grad_or_zeros(grads[1], s[1]), s[0], s[1], s[2],
+        ctx->saved_data["activation"].toInt(), optional_of(s[3]), s[4], s[5], s[6]);
+    return {dx, dw, dh0, dgamma, dbeta, Tensor(), Tensor(), Tensor()};
+  }
+};
+
 // The GRU over a sequence (gru_forward / gru_backward). Inputs: xproj, w_hh, h0, b_hh
 // (optional), reset_after, rmask (optional); outputs out, h_T.
 struct GruSequenceFunction : public torch::autograd::Function<GruSequenceFunction> {
@@ -118,8 +201,7 @@ struct GruSequenceFunction : public torch::autograd::Function<GruSequenceFunctio
                                const Tensor& h0, const std::optional<Tensor>& b_hh,
                                bool reset_after, const std::optional<Tensor>& rmask) {
     auto [out, h_n, gates, rh] = gru_forward(xproj, w_hh, h0, b_hh, reset_after, rmask);
-    const Tensor mask = rmask.has_value() ? *rmask : Tensor();
-    ctx->save_for_backward({w_hh, h0, mask, out, gates, rh});
+    ctx->save_for_backward({w_hh, h0, defined_or_empty(rmask), out, gates, rh});
     ctx->saved_data["reset_after"] = reset_after;
     ctx->saved_data["has_bias"] = b_hh.has_value() && b_hh->defined();
     return {out, h_n};
@@ -129,7 +211,7 @@ struct GruSequenceFunction : public torch::autograd::Function<GruSequenceFunctio
     check_not_differentiable("gru_sequence", "give the GRU layer implementation='loop'");
     const variable_list saved = ctx->get_saved_variables();
     const Tensor &w_hh = saved[0], &h0 = saved[1], &mask = saved[2], &out = saved[3];
-    const std::optional<Tensor> rmask = mask.defined() ? std::optional<Tensor>(mask) : std::nullopt;
+    const std::optional<Tensor> rmask = optional_of(mask);
     auto [dx, dw, dh0, db] =
         gru_backward(grad_or_zeros(grads[0], out), grad_or_zeros(grads[1], h0), w_hh, h0,
                      ctx->saved_data["reset_after"].toBool(), rmask, out, saved[4], saved[5]);
@@ -163,6 +245,34 @@ std::tuple<Tensor, Tensor> gru_sequence(const Tensor& xproj, const Tensor& w_hh,
                                         const std::optional<Tensor>& rmask) {
   const variable_list out =
       GruSequenceFunction::apply(xproj, w_hh, h0, b_hh, reset_after, rmask);
+  return {out[0], out[1]};
+}
+
+std::tuple<Tensor, Tensor, Tensor> lstm_layer(const Tensor& xs, const Tensor& w_ih,
+                                              const Tensor& w_hh,
+                                              const std::optional<Tensor>& bias,
+                                              const Tensor& h0, const Tensor& c0,
+                                              const std::optional<Tensor>& peephole,
+                                              const std::optional<Tensor>& rmask) {
+  const variable_list out =
+      LstmLayerFunction::apply(xs, w_ih, w_hh, bias, h0, c0, peephole, rmask);
+  return {out[0], out[1], out[2]};
+}
+
+std::tuple<Tensor, Tensor> simple_rnn_sequence(const Tensor& xproj, const Tensor& w_hh,
+                                               const Tensor& h0, int64_t activation,
+                                               const std::optional<Tensor>& rmask) {
+  const variable_list out = SimpleRnnFunction::apply(xproj, w_hh, h0, activation, rmask);
+  return {out[0], out[1]};
+}
+
+std::tuple<Tensor, Tensor> ln_simple_rnn_sequence(const Tensor& xproj, const Tensor& w_hh,
+                                                  const Tensor& h0, const Tensor& gamma,
+                                                  const Tensor& beta, double eps,
+                                                  int64_t activation,
+                                                  const std::optional<Tensor>& rmask) {
+  const variable_list out =
+      LnSimpleRnnFunction::apply(xproj, w_hh, h0, gamma, beta, eps, activation, rmask);
   return {out[0], out[1]};
 }
 

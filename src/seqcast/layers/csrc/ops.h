@@ -11,6 +11,38 @@
 
 namespace seqcast_rnn {
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+lstm_layer_forward(const at::Tensor& xs, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                   const std::optional<at::Tensor>& bias, const at::Tensor& h0,
+                   const at::Tensor& c0, const std::optional<at::Tensor>& peephole,
+                   const std::optional<at::Tensor>& rmask);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+lstm_layer_backward(const at::Tensor& dout, const at::Tensor& dh_n, const at::Tensor& dc_n,
+                    const at::Tensor& w_ih, const at::Tensor& w_hh, const at::Tensor& c0,
+                    const std::optional<at::Tensor>& peephole,
+                    const std::optional<at::Tensor>& rmask, const at::Tensor& cs,
+                    const at::Tensor& gates, const at::Tensor& u);
+
+std::tuple<at::Tensor, at::Tensor> simple_rnn_forward(const at::Tensor& xproj,
+                                                      const at::Tensor& w_hh,
+                                                      const at::Tensor& h0, int64_t activation,
+                                                      const std::optional<at::Tensor>& rmask);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> simple_rnn_backward(
+    const at::Tensor& dout, const at::Tensor& dh_n, const at::Tensor& w_hh, const at::Tensor& h0,
+    int64_t activation, const std::optional<at::Tensor>& rmask, const at::Tensor& out);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ln_simple_rnn_forward(
+    const at::Tensor& xproj, const at::Tensor& w_hh, const at::Tensor& h0,
+    const at::Tensor& gamma, const at::Tensor& beta, double eps, int64_t activation,
+    const std::optional<at::Tensor>& rmask);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> ln_simple_rnn_backward(
+    const at::Tensor& dout, const at::Tensor& dh_n, const at::Tensor& w_hh, const at::Tensor& h0,
+    const at::Tensor& gamma, int64_t activation, const std::optional<at::Tensor>& rmask,
+    const at::Tensor& out, const at::Tensor& shat, const at::Tensor& rstd);
+
 std::vector<at::Tensor> lstm_stack_forward(const at::Tensor& xs, at::TensorList w_ih,
                                            at::TensorList w_hh,
                                            const c10::List<std::optional<at::Tensor>>& bias,
@@ -43,5 +75,23 @@ std::tuple<at::Tensor, at::Tensor> gru_sequence(const at::Tensor& xproj, const a
                                                 const std::optional<at::Tensor>& b_hh,
                                                 bool reset_after,
                                                 const std::optional<at::Tensor>& rmask);
+
+// With autograd: lstm_layer_forward's arguments, (out, h_T, c_T).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_layer(
+    const at::Tensor& xs, const at::Tensor& w_ih, const at::Tensor& w_hh,
+    const std::optional<at::Tensor>& bias, const at::Tensor& h0, const at::Tensor& c0,
+    const std::optional<at::Tensor>& peephole, const std::optional<at::Tensor>& rmask);
+
+// With autograd: simple_rnn_forward's arguments, (out, h_T).
+std::tuple<at::Tensor, at::Tensor> simple_rnn_sequence(const at::Tensor& xproj,
+                                                       const at::Tensor& w_hh,
+                                                       const at::Tensor& h0, int64_t activation,
+                                                       const std::optional<at::Tensor>& rmask);
+
+// With autograd: ln_simple_rnn_forward's arguments, (out, h_T).
+std::tuple<at::Tensor, at::Tensor> ln_simple_rnn_sequence(
+    const at::Tensor& xproj, const at::Tensor& w_hh, const at::Tensor& h0,
+    const at::Tensor& gamma, const at::Tensor& beta, double eps, int64_t activation,
+    const std::optional<at::Tensor>& rmask);
 
 }  // namespace seqcast_rnn

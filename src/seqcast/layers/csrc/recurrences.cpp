@@ -1,7 +1,6 @@
 // Whole recurrences, forward and backward, for CPU: the time loop runs here so no Python runs
-// per step. Built and loaded lazily by seqcast/layers/_compiled.py, which wraps each op pair in
-// a torch.autograd.Function (the stacked LSTM's and the GRU's pairs have their nodes in
-// C++: autograd.cpp).
+// per step. Built and loaded lazily by seqcast/layers/_compiled.py; each forward/backward op
+// pair has its autograd node, written in C++, in autograd.cpp.
 //
 // Conventions (contiguous, float32 or float64, on the CPU; batch-first except the LSTM's, which
 // are step-major, see its section):
@@ -829,6 +828,8 @@ void lstm_forward_finish(LstmForwardBuffers& buf, const T* h_last) {
   transpose_into<T>(buf.c_n.data_ptr<T>(), buf.cs.data_ptr<T>() + (T_ - 1) * H * B, H, B);
 }
 
+}  // namespace
+
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_forward(
     const Tensor& xs, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& bias,
     const Tensor& h0, const Tensor& c0, const OptTensor& peephole, const OptTensor& rmask) {
@@ -850,6 +851,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_forward(
   });
   return {buf.out, buf.h_n, buf.c_n, buf.cs, buf.gates, buf.u};
 }
+
+namespace {
 
 // One LSTM layer's backward pass, step by step from the last. Step t takes dL/dh_t from above
 // (dout + t * dout_stride, (H, B)) and from step t+1 (dU rows [0, H) and the carry), and
@@ -997,6 +1000,8 @@ void lstm_backward_finish(LstmBackwardBuffers& buf, const LstmBackwardRun<T>& ru
   }
 }
 
+}  // namespace
+
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_backward(
     const Tensor& dout, const Tensor& dh_n, const Tensor& dc_n, const Tensor& w_ih,
     const Tensor& w_hh, const Tensor& c0, const OptTensor& peephole, const OptTensor& rmask,
@@ -1020,6 +1025,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_ba
   });
   return {buf.dxs, buf.dw_ih, buf.dw_hh, buf.dbias, buf.dh0, buf.dc0, buf.dpeep};
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Stacked LSTM layers as one op: layer l's input is layer l-1's output, every layer starts
@@ -1684,6 +1691,8 @@ SEQCAST_SIMD void rnn_backward_step(const RnnStep<T>& s, int64_t b0, int64_t b1)
   }
 }
 
+}  // namespace
+
 std::tuple<Tensor, Tensor> simple_rnn_forward(const Tensor& xproj, const Tensor& w_hh,
                                               const Tensor& h0, int64_t activation,
                                               const OptTensor& rmask) {
@@ -1748,6 +1757,8 @@ std::tuple<Tensor, Tensor, Tensor> simple_rnn_backward(const Tensor& dout, const
   Tensor dw = recurrent_weight_grad(dz, 0, H, h0, out, rmask);
   return {dz, dw, dh0};
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Layer-normalised SimpleRNN:
@@ -1843,6 +1854,8 @@ SEQCAST_SIMD void ln_rnn_backward_step(const LnRnnStep<T>& s, int64_t b0, int64_
   }
 }
 
+}  // namespace
+
 std::tuple<Tensor, Tensor, Tensor, Tensor> ln_simple_rnn_forward(
     const Tensor& xproj, const Tensor& w_hh, const Tensor& h0, const Tensor& gamma,
     const Tensor& beta, double eps, int64_t activation, const OptTensor& rmask) {
@@ -1930,7 +1943,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> ln_simple_rnn_backward(
   return {dz, dw, dh0, dgamma.sum(0), dbeta.sum(0)};
 }
 
-}  // namespace
 }  // namespace seqcast_rnn
 
 TORCH_LIBRARY(seqcast_rnn, m) {
@@ -1961,6 +1973,18 @@ TORCH_LIBRARY(seqcast_rnn, m) {
       "gru_sequence(Tensor xproj, Tensor w_hh, Tensor h0, Tensor? b_hh, bool reset_after, "
       "Tensor? rmask) -> (Tensor, Tensor)",
       &gru_sequence);
+  m.def(
+      "lstm_layer(Tensor xs, Tensor w_ih, Tensor w_hh, Tensor? bias, Tensor h0, Tensor c0, "
+      "Tensor? peephole, Tensor? rmask) -> (Tensor, Tensor, Tensor)",
+      &lstm_layer);
+  m.def(
+      "simple_rnn_sequence(Tensor xproj, Tensor w_hh, Tensor h0, int activation, "
+      "Tensor? rmask) -> (Tensor, Tensor)",
+      &simple_rnn_sequence);
+  m.def(
+      "ln_simple_rnn_sequence(Tensor xproj, Tensor w_hh, Tensor h0, Tensor gamma, "
+      "Tensor beta, float eps, int activation, Tensor? rmask) -> (Tensor, Tensor)",
+      &ln_simple_rnn_sequence);
   m.def("wavefront_stats(bool reset) -> int[]", &wavefront_stats);
   m.def(
       "gru_forward(Tensor xproj, Tensor w_hh, Tensor h0, Tensor? b_hh, bool reset_after, "
