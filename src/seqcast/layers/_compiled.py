@@ -66,7 +66,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 # recurrences.cpp defines the seqcast_rnn library; scan.cpp adds the MinGRU/MinLSTM scan to it,
-# autograd.cpp the autograd nodes of the stacked LSTM and the GRU.
+# autograd.cpp the autograd node of every recurrence op pair of recurrences.cpp.
 _CSRC = Path(__file__).parent / "csrc"
 _SOURCES = [_CSRC / name for name in ("recurrences.cpp", "scan.cpp", "autograd.cpp")]
 _HEADERS = [_CSRC / "common.h", _CSRC / "ops.h"]
@@ -262,8 +262,7 @@ def lstm_stack(
         or any(t is not None and t.requires_grad for t in (*w_ih, *w_hh, *bias, *peep))
     ):
         return _ops().lstm_stack_forward(xs, w_ih, w_hh, bias, peep, workers)[0]
-    # one autograd node written in C++ (recurrences.cpp: LstmStackFunction): no Python runs in
-    # its backward pass
+    # one autograd node written in C++ (autograd.cpp): no Python runs in its backward pass
     return _ops().lstm_stack(xs, w_ih, w_hh, bias, peep, workers)
 
 

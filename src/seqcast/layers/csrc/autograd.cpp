@@ -1,11 +1,12 @@
 // Autograd nodes written in C++ for the recurrence ops of recurrences.cpp: the LSTM layer and
-// stack, the GRU, the SimpleRNN and the layer-normalised SimpleRNN. A Python torch.autograd.Function around an op pair costs ~150 us a training
-// step (its apply, the Python backward and the engine's hand-offs to Python) against ~700 us
-// for the two LSTM layers' ops themselves at batch 32, 20 units. Kept apart from the kernels:
-// the autograd headers add seconds to a build, and a separate file builds beside them on
-// another core. Both backward passes refuse create_graph=True, as a Python
-// once_differentiable function would: the kernels' gradients are not themselves
-// differentiable, so a graph of them would be silently wrong.
+// stack, the GRU, the SimpleRNN and the layer-normalised SimpleRNN. A Python
+// torch.autograd.Function around an op pair costs ~150 us a training step (its apply, the
+// Python backward and the engine's hand-offs to Python) against ~700 us for the two LSTM
+// layers' ops themselves at batch 32, 20 units. Kept apart from the kernels: the autograd
+// headers add seconds to a build, and a separate file builds beside them on another core.
+// Every backward pass refuses create_graph=True, as a Python once_differentiable function
+// would: the kernels' gradients are not themselves differentiable, so a graph of them would
+// be silently wrong.
 
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -130,7 +131,7 @@ struct LstmLayerFunction : public torch::autograd::Function<LstmLayerFunction> {
     auto [out, h_n, c_n, cs, gates, u] =
         lstm_layer_forward(xs, w_ih, w_hh, bias, h0, c0, peephole, rmask);
     ctx->save_for_backward({w_ih, w_hh, h0, c0, defined_or_empty(peephole),
-                            defined_or_empty(rmask), out, cs, gates, u});
+                            defined_or_empty(rmask), cs, gates, u});
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
     return {out, h_n, c_n};
   }
@@ -139,9 +140,10 @@ struct LstmLayerFunction : public torch::autograd::Function<LstmLayerFunction> {
     check_not_differentiable("lstm_layer", "give the LSTM layer implementation='loop'");
     const variable_list s = ctx->get_saved_variables();
     const Tensor &w_ih = s[0], &w_hh = s[1], &h0 = s[2], &c0 = s[3], &peephole = s[4];
+    const Tensor &cs = s[6];  // (T, H, B), the shape of out
     auto [dxs, dw_ih, dw_hh, dbias, dh0, dc0, dpeep] = lstm_layer_backward(
-        grad_or_zeros(grads[0], s[6]), grad_or_zeros(grads[1], h0), grad_or_zeros(grads[2], c0),
-        w_ih, w_hh, c0, optional_of(peephole), optional_of(s[5]), s[7], s[8], s[9]);
+        grad_or_zeros(grads[0], cs), grad_or_zeros(grads[1], h0), grad_or_zeros(grads[2], c0),
+        w_ih, w_hh, c0, optional_of(peephole), optional_of(s[5]), cs, s[7], s[8]);
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     return {dxs, dw_ih, dw_hh, has_bias ? dbias : Tensor(), dh0, dc0,
             peephole.defined() ? dpeep : Tensor(), Tensor()};
