@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from seqcast.errors import SeqcastError
 from seqcast.metrics import (
+    competition_mase,
+    competition_smape,
     coverage,
     interval_width,
     last_time_step_mse,
@@ -19,6 +21,7 @@ from seqcast.metrics import (
     mape,
     mase,
     mse,
+    msis,
     rmse,
     smape,
 )
@@ -117,3 +120,63 @@ def test_interval_errors():
         coverage([1.0, 2.0], [0.0, 3.0], [2.0, 2.5])
     with pytest.raises(SeqcastError, match=r"lo has shape \(2,\) but hi has shape \(3,\)"):
         interval_width([0.0, 1.0], [1.0, 2.0, 3.0])
+
+
+# -- competition definitions (M3 / M4 / Tourism) -------------------------------------------
+TRAIN = [1.0, 3.0, 2.0, 5.0, 4.0]  # lag 4: |4 - 1| = 3; lag 1: 2, 1, 3, 1 -> 1.75
+
+
+def test_competition_smape_by_hand():
+    # 200 |y - f| / (|y| + |f|) per point: 200/3, 0, 200 * 2/8, 0
+    assert competition_smape(Y, P) == pytest.approx((200 / 3 + 50) / 4)
+    assert competition_smape(Y, P) == smape(Y, P)
+
+
+def test_competition_mase_by_hand_and_short_series_fallback():
+    assert competition_mase(Y, P, TRAIN, period=4) == pytest.approx(0.75 / 3)
+    assert competition_mase(Y, P, TRAIN, period=1) == pytest.approx(0.75 / 1.75)
+    # 5 points cannot give a lag-12 difference: the scale falls back to lag 1
+    assert competition_mase(Y, P, TRAIN, period=12) == pytest.approx(0.75 / 1.75)
+    with pytest.raises(SeqcastError, match="naive error .* is 0"):
+        competition_mase(Y, P, [2.0, 2.0, 2.0], period=12)
+
+
+def test_msis_by_hand():
+    lo, hi = [0.0, 2.5, 3.0, 2.0], [1.0, 3.0, 4.0, 3.0]
+    # widths 1, 0.5, 1, 1; y=2 is 0.5 below lo and y=4 is 1 above hi, each costing 2/alpha
+    widths = 1 + 0.5 + 1 + 1
+    assert msis(Y, lo, hi, TRAIN, period=4) == pytest.approx((widths + 40 * 0.5 + 40 * 1) / 4 / 3)
+    assert msis(Y, lo, hi, TRAIN, period=4, level=80) == pytest.approx(
+        (widths + 10 * 0.5 + 10 * 1) / 4 / 3
+    )
+    assert msis(Y, lo, hi, TRAIN, period=12) == pytest.approx(
+        (widths + 40 * 0.5 + 40 * 1) / 4 / 1.75
+    )
+    # all inside: only the widths count
+    assert msis(Y, [0.0, 1.0, 2.0, 3.0], [2.0, 3.0, 4.0, 5.0], TRAIN, 4) == pytest.approx(2 / 3)
+
+
+def test_msis_errors():
+    with pytest.raises(SeqcastError, match="lo > hi at 1 point"):
+        msis([1.0, 2.0], [0.0, 3.0], [2.0, 2.5], TRAIN, 1)
+    with pytest.raises(SeqcastError, match="level must be a percentage"):
+        msis([1.0], [0.0], [2.0], TRAIN, 1, level=100)
+
+
+def test_coverage_counts_each_level_by_hand():
+    lo95, hi95 = [0.0, 1.0, 2.0, 3.5], [2.0, 3.0, 4.0, 4.5]  # all four inside
+    lo80, hi80 = [0.5, 1.5, 3.5, 3.8], [1.5, 2.5, 4.0, 4.2]  # y=3 below 3.5: 3 of 4
+    assert coverage(Y, lo95, hi95) == 1.0
+    assert coverage(Y, lo80, hi80) == 0.75
+
+
+def test_smape_is_twice_utilsforecast_in_percent():
+    import pandas as pd
+    from utilsforecast.losses import smape as uf_smape
+
+    frame = pd.DataFrame({"unique_id": ["a"] * 4, "y": Y, "model": P})
+    theirs = float(uf_smape(frame, models=["model"])["model"].iloc[0])
+    # utilsforecast: mean(|y - f| / (|y| + |f|)), a fraction; ours: 200 times that, in percent
+    assert theirs == pytest.approx((1 / 3 + 2 / 8) / 4)
+    assert competition_smape(Y, P) == pytest.approx(200 * theirs)
+    assert smape(Y, P) == pytest.approx(2 * 100 * theirs)

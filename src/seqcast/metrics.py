@@ -4,6 +4,10 @@ Arguments must have the same shape (no broadcasting: a (n, 1) against (n,) mix-u
 silently give an (n, n) error matrix) and finite values. Percentages are in percent.
 `last_time_step_mse` alone also works inside a torch graph: given tensors it returns a
 tensor scalar, so it can serve as a training metric or loss.
+
+Forecasting competitions (M3, M4, Tourism) score each series on its own and then average: the
+`competition_*` functions and `msis` are the per-series definitions they use (see
+benchmarks/competitions.py); `mape` is already the Tourism competition's MAPE.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ __all__ = [
     "last_time_step_mse",
     "coverage",
     "interval_width",
+    "competition_smape",
+    "competition_mase",
+    "msis",
 ]
 
 
@@ -129,6 +136,73 @@ def interval_width(lo: Any, hi: Any) -> float:
     low, high = _arrays("interval_width", lo=lo, hi=hi)
     _check_bounds("interval_width", low, high)
     return float(np.mean(high - low))
+
+
+# ----------------------------------------------------------------------------- competitions
+def competition_smape(y_true: Any, y_pred: Any) -> float:
+    """sMAPE as the M3 and M4 competitions define it, in percent, in [0, 200]:
+    mean over the horizon of 200 * |y - f| / (|y| + |f|).
+
+    This is `smape` (the same numbers); the name says which definition a score follows. The M3
+    paper writes the denominator without absolute values, which is the same on its positive
+    data and positive forecasts. Nixtla's `utilsforecast.losses.smape` returns
+    mean(|y - f| / (|y| + |f|)) as a fraction: multiply it by 200 to compare with this.
+    """
+    return smape(y_true, y_pred)
+
+
+def competition_mase(y_true: Any, y_pred: Any, y_train: Any, period: int) -> float:
+    """MASE as in the M4 competition: the forecast's MAE over the in-sample MAE of the seasonal
+    naive forecast, mean(|y_train[t] - y_train[t - period]|).
+
+    When `y_train` has no more than `period` points there is no seasonal difference to take,
+    and the lag falls back to 1 (the naive forecast's error). The M4 code has no such case (it
+    would divide by NaN); the fallback keeps short seasonal series scorable instead of failing
+    a whole benchmark. None of the M1, M3 or Tourism series is that short.
+    """
+    check_positive_int("period", period)
+    train = _finite("competition_mase", "y_train", _to_numpy(y_train))
+    return mase(y_true, y_pred, train, season=_naive_lag(train, period))
+
+
+def msis(y_true: Any, lo: Any, hi: Any, y_train: Any, period: int, level: float = 95) -> float:
+    """Mean scaled interval score of the M4 competition for a `level`% interval [lo, hi]:
+    mean(hi - lo + 2/a * (lo - y) * [y < lo] + 2/a * (y - hi) * [y > hi]) with a = 1 - level/100,
+    divided by the same in-sample seasonal-naive MAE as `competition_mase` (and the same
+    fallback to lag 1 for series no longer than `period`). Lower is better: narrow intervals
+    gain, each miss costs 2/a times its distance (40x at 95%).
+    """
+    check_positive_int("period", period)
+    if not 0 < float(level) < 100:
+        raise SeqcastError(f"msis: level must be a percentage in (0, 100), got {level!r}")
+    a, low, high = _arrays("msis", y_true=y_true, lo=lo, hi=hi)
+    _check_bounds("msis", low, high)
+    alpha = 1.0 - float(level) / 100.0
+    score = (high - low) + (2.0 / alpha) * ((low - a) * (a < low) + (a - high) * (a > high))
+    train = _finite("msis", "y_train", _to_numpy(y_train))
+    return float(np.mean(score)) / _naive_scale("msis", train, _naive_lag(train, period))
+
+
+def _naive_lag(train: np.ndarray, period: int) -> int:
+    """The seasonal lag, or 1 when the training series is too short for one seasonal step."""
+    return period if train.ndim > 0 and len(train) > period else 1
+
+
+def _naive_scale(metric: str, train: np.ndarray, lag: int) -> float:
+    """In-sample MAE of the lag-`lag` naive forecast; raises where it is undefined or 0."""
+    if train.ndim == 0 or len(train) <= lag:
+        n = 0 if train.ndim == 0 else len(train)
+        raise SeqcastError(
+            f"{metric}: y_train has {n} point(s); at least {lag + 1} are needed to form one "
+            "naive error for the scale"
+        )
+    scale = float(np.mean(np.abs(train[lag:] - train[:-lag])))
+    if scale == 0:
+        raise SeqcastError(
+            f"{metric} is undefined: the naive error of y_train (lag {lag}) is 0, as the "
+            "training series repeats itself exactly"
+        )
+    return scale
 
 
 # ----------------------------------------------------------------------------- helpers
