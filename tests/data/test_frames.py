@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from seqcast.data.frames import (
     check_enough_history,
     check_no_missing,
+    check_time_order,
     future_stamps,
     infer_freq,
     load_frame,
+    load_frame_with_rows,
     missing_report,
     split_by_time,
 )
@@ -70,10 +72,47 @@ def test_long_dataframe_keeps_ids_and_order():
     assert frame["y"].tolist() == long_frame()["y"].tolist()
 
 
-def test_interleaved_series_are_accepted_without_reordering():
+def test_interleaved_series_come_back_grouped_by_series():
+    """Rows sorted by date (as database exports are) load as one block per series: the
+    rest of the library cuts each series out of the frame as a contiguous block."""
     interleaved = long_frame().iloc[[0, 4, 1, 5, 2, 6, 3]].reset_index(drop=True)
     frame = load_frame(interleaved)
-    assert frame["y"].tolist() == [1.0, 10.0, 2.0, 20.0, 3.0, 30.0, 4.0]
+    pd.testing.assert_frame_equal(frame, load_frame(long_frame()))
+    assert frame["y"].tolist() == [1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0]
+    assert frame.index.equals(pd.RangeIndex(7))
+
+
+def test_series_come_in_sorted_id_order_whatever_the_input_order():
+    ids_reversed = long_frame().iloc[[4, 5, 6, 0, 1, 2, 3]].set_index(pd.Index(list("gfedcba")))
+    frame = load_frame(ids_reversed)
+    pd.testing.assert_frame_equal(frame, load_frame(long_frame()))
+    two = load_frame(np.arange(6).reshape(3, 2), series_id=["z", "x"])
+    assert two["unique_id"].tolist() == ["x"] * 3 + ["z"] * 3
+    assert two["y"].tolist() == [1.0, 3.0, 5.0, 0.0, 2.0, 4.0]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_any_interleaving_gives_the_same_frame(random):
+    """Shuffle the rows but keep each series in time order: the frame never changes."""
+    source = long_frame()
+    owners = source["unique_id"].tolist()
+    random.shuffle(owners)  # which series takes each next row
+    queues = {sid: list(rows.index) for sid, rows in source.groupby("unique_id")}
+    order = [queues[sid].pop(0) for sid in owners]
+    frame, rows = load_frame_with_rows(source.iloc[order])
+    pd.testing.assert_frame_equal(frame, load_frame(source), check_exact=True)
+    np.testing.assert_array_equal(np.asarray(order)[rows], np.arange(7))
+
+
+def test_source_rows_restore_the_input_order():
+    interleaved = long_frame().iloc[[0, 4, 1, 5, 2, 6, 3]].reset_index(drop=True)
+    frame, rows = load_frame_with_rows(interleaved)
+    assert rows.tolist() == [0, 2, 4, 6, 1, 3, 5]
+    back = frame.iloc[np.argsort(rows)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(back, interleaved)
+    _, already = load_frame_with_rows(long_frame())
+    assert already.tolist() == list(range(7))
 
 
 def test_numpy_1d_and_2d():
@@ -164,6 +203,13 @@ def test_unsorted_names_series_and_stamp_and_does_not_sort():
     frame = long_frame().iloc[[0, 2, 1, 3, 4, 5, 6]]
     with pytest.raises(SeqcastError, match="series 'a' is not sorted.*2020-01-02.*sort"):
         load_frame(frame)
+    # interleaved with another series, it is still refused, and named by its input row
+    frame = long_frame().iloc[[4, 0, 5, 2, 6, 1, 3]]
+    with pytest.raises(SeqcastError, match="series 'a' is not sorted.*row 5.*sort"):
+        load_frame(frame)
+    with pytest.raises(SeqcastError, match="series 'a' is not sorted.*row 5.*sort"):
+        check_time_order(frame)
+    check_time_order(long_frame().iloc[[0, 4, 1, 5, 2, 6, 3]])  # interleaved, in time order
 
 
 def test_duplicate_stamp_names_series_and_stamp():

@@ -176,6 +176,24 @@ def test_windows_from_frame_concatenates_series():
     np.testing.assert_array_equal(w.Y[:, 0, 0], w.start + 8)  # never inside its own window
 
 
+def test_windows_from_frame_gathers_interleaved_series():
+    """Rows sorted by time across series (as database exports are) give each series the
+    same windows as contiguous blocks do."""
+    blocks = two_series()
+    interleaved = blocks.sort_values(["ds", "unique_id"], kind="stable").reset_index(drop=True)
+    w, expected = windows_from_frame(interleaved, 8, 3), windows_from_frame(blocks, 8, 3)
+    assert w.ids == expected.ids
+    for name in ("X", "Y", "series", "start"):
+        np.testing.assert_array_equal(getattr(w, name), getattr(expected, name))
+
+
+def test_windows_from_frame_refuses_a_series_out_of_time_order():
+    data = two_series()
+    data.iloc[[3, 4]] = data.iloc[[4, 3]].to_numpy()  # series 'a' steps back in time
+    with pytest.raises(SeqcastError, match="series 'a' is not sorted by time.*sort"):
+        windows_from_frame(data, 8, 3)
+
+
 def test_windows_from_frame_checks():
     data = two_series()
     data.loc[35, "y"] = np.nan

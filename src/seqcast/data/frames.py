@@ -8,7 +8,15 @@ The long frame is the ecosystem's format (NeuralForecast, StatsForecast): one ro
     y          float64  the target; NaN marks a missing value (kept, never dropped)
     <covariates> float64, optional extra inputs
 
-`load_frame` never sorts and never drops rows: bad input is an error that names the row.
+`load_frame` never drops rows: bad input is an error that names the row. It returns the rows
+in one canonical order: grouped by series, series in sorted `unique_id` order, each series in
+its time order. Database exports often interleave series (rows sorted by date); everything
+downstream cuts each series out of the frame as one contiguous block (its last window, its
+last `horizon` points, its windows), so the frame is put in that order here, once, for every
+caller. The sort is stable and moves whole series only: the order of a series' own rows must
+already be its time order (a series that is not is refused with a message that says to sort
+it, never sorted silently), so any interleaving of the same rows gives the same frame, and
+the same frame gives bit-identical forecasts.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from seqcast.errors import SeqcastError, check_positive_int
 
 __all__ = [
     "load_frame",
+    "load_frame_with_rows",
+    "check_time_order",
     "missing_report",
     "check_no_missing",
     "check_enough_history",
@@ -64,6 +74,28 @@ def load_frame(
     Raises SeqcastError for a missing file, an empty table, unknown columns, unparseable time
     stamps, a non-numeric target, time stamps not strictly increasing within a series and
     duplicate stamps. Missing target values (NaN) are kept: see `missing_report`.
+
+    Rows come back grouped by series, series in sorted id order, each in time order (see the
+    module docstring), with a fresh RangeIndex.
+    """
+    frame, _ = load_frame_with_rows(
+        source, time_col, target, id_col, covariates, series_id=series_id
+    )
+    return frame
+
+
+def load_frame_with_rows(
+    source: Any,
+    time_col: str | None = None,
+    target: str | None = None,
+    id_col: str | None = None,
+    covariates: str | Sequence[str] | None = None,
+    *,
+    series_id: str | Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """`load_frame`, plus where each of its rows came from: `rows[i]` is the position in the
+    source (a table's row; a 2-D array's values column by column) of the frame's row i.
+    For results that go back in the caller's order: `result.iloc[np.argsort(rows)]`.
     """
     if isinstance(source, str | os.PathLike):
         table, name = _read_file(Path(source)), Path(source).name
@@ -75,7 +107,20 @@ def load_frame(
             source, time_col=time_col, target=target, id_col=id_col, covariates=covariates
         )
         table, where = _as_table(source, series_id)
-    return _from_table(table, time_col, target, id_col, covariates, series_id, where)
+    frame = _from_table(table, time_col, target, id_col, covariates, series_id, where)
+    return _canonical(frame)
+
+
+def _canonical(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """(frame with series as contiguous blocks in sorted id order, source row of each row).
+
+    A stable sort on the id alone: rows of one series keep their relative order, which
+    `_check_order` has already found to be time order."""
+    codes, _ = pd.factorize(frame["unique_id"], sort=True)
+    if (np.diff(codes) >= 0).all():  # already canonical (one series, or sorted by id): no copy
+        return frame, np.arange(len(frame))
+    rows = np.argsort(codes, kind="stable")
+    return frame.iloc[rows].reset_index(drop=True), rows
 
 
 def _reject_table_options(source: Any, **options: Any) -> None:
@@ -332,6 +377,12 @@ def _numeric(values: pd.Series, name: str, where) -> pd.Series:
 
 
 # ----------------------------------------------------------------------------- validation
+def check_time_order(frame: pd.DataFrame) -> None:
+    """Raise SeqcastError unless the stamps of every series are unique and increase down the
+    frame (rows of different series may interleave). `load_frame` output always passes."""
+    _check_order(frame, lambda i: f"row {i}")
+
+
 def _check_order(frame: pd.DataFrame, where) -> None:
     """Time stamps must be unique and strictly increasing within every series."""
     dup = frame.duplicated(["unique_id", "ds"], keep="first").to_numpy()

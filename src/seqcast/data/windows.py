@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from seqcast.data.frames import check_enough_history, check_no_missing
+from seqcast.data.frames import check_enough_history, check_no_missing, check_time_order
 from seqcast.errors import SeqcastError, check_choice, check_positive_int
 
 __all__ = [
@@ -137,14 +137,19 @@ def windows_from_frame(
     stride: int = 1,
     dtype: Any = np.float32,
 ) -> FrameWindows:
-    """Windows over every series of a long frame (rows of a series in time order, as
-    `load_frame` guarantees). Series with missing values or fewer than window + horizon
-    points raise SeqcastError naming the series."""
+    """Windows over every series of a long frame, series in order of first appearance.
+
+    Each series' rows are gathered by position, so series may interleave, but a series' rows
+    must run in time order (as `load_frame` returns them): windows are cut row after row, and
+    a frame sorted some other way is refused rather than cut into windows that skip back in
+    time. Series with missing values or fewer than window + horizon points raise
+    SeqcastError naming the series."""
     covariates = list(covariates or [])
     missing = [c for c in ["unique_id", "ds", "y", *covariates] if c not in frame.columns]
     if missing:
         raise SeqcastError(f"the frame lacks column(s) {missing}; available: {list(frame.columns)}")
     columns = ["y", *covariates]
+    check_time_order(frame)
     check_no_missing(frame[["unique_id", "ds", *columns]], what="windowing")
     check_enough_history(frame, window, horizon)
     table = frame[columns].to_numpy(dtype=dtype)
