@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from seqcast import __version__, io, metrics, strategies, training, uncertainty
+from seqcast import __version__, auto, io, metrics, strategies, training, uncertainty
 from seqcast.data import frames
 from seqcast.data.scalers import MinMaxScaler, StandardScaler, scaler_from_dict
 from seqcast.data.windows import windows_from_frame
@@ -37,8 +37,12 @@ class Forecaster:
     """A global forecasting model over one or many series (long frame: unique_id, ds, y).
 
     Constructor arguments are stored as given (scikit-learn style) and checked by `fit`.
-    `model` is a name from `seqcast.models.list_models()` or a built `Sequential` mapping
-    (batch, window, features) to the strategy's output layout (see `seqcast.models.spec`).
+    `model` is a name from `seqcast.models.list_models()`, a built `Sequential` mapping
+    (batch, window, features) to the strategy's output layout (see `seqcast.models.spec`), or
+    "auto": the automatic recipe of `seqcast.auto` (an ensemble of global networks combined
+    with statistical forecasts, chosen by backtest), which needs only `horizon` and `season`
+    and takes `auto_options` (fields of `seqcast.auto.AutoSettings`) instead of the network
+    and training arguments.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class Forecaster:
         mc_samples: int = 100,
         seed: int | None = 0,
         progress: bool = False,
+        auto_options: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.window = window
@@ -88,6 +93,7 @@ class Forecaster:
         self.mc_samples = mc_samples
         self.seed = seed
         self.progress = progress
+        self.auto_options = auto_options
 
     def get_params(self) -> dict[str, Any]:
         params = dict(vars(self))
@@ -106,6 +112,9 @@ class Forecaster:
         self._check_params()
         frame = self._frame(data, load_options)
         frames.check_no_missing(frame, what="training")
+        self.auto_ = None
+        if self.model_name == "auto":
+            return self._fit_auto(frame, start)
         spec = self._spec(n_features=1 + len(self._covariates))
         self.strategy_ = spec.strategy
         target_steps = 1 if spec.strategy == "recursive" else spec.horizon
@@ -131,11 +140,33 @@ class Forecaster:
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
+    def _fit_auto(self, frame: pd.DataFrame, start: float) -> Forecaster:
+        if self._covariates:
+            raise SeqcastError("model='auto' forecasts from the target alone; drop `covariates`")
+        options = dict(self.auto_options or {})
+        if self.seed is not None:
+            options.setdefault("seeds", (int(self.seed),))
+        self.auto_ = auto.AutoModel(self.horizon, self.season, auto.AutoSettings(**options))
+        self.auto_.fit(_values_by_series(frame))
+        self.model_ = None
+        self.strategy_ = "direct"
+        self.history_ = None
+        self.calibration_ = "backtest"
+        self.freq_ = frames.infer_freq(frame)
+        self.context_ = frame.reset_index(drop=True)  # the statistical members refit on it all
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
     def _check_params(self) -> None:
         check_choice("scaler", self.scaler, SCALERS)
         check_choice("interval_method", self.interval_method, uncertainty.METHODS)
         if not 0.0 <= float(self.validation_size) < 1.0:
             raise SeqcastError(f"`validation_size` must be in [0, 1), got {self.validation_size!r}")
+        if self.model == "auto" and self.interval_method != "conformal":
+            raise SeqcastError(
+                "model='auto' calibrates conformal intervals on its backtest; "
+                "use interval_method='conformal'"
+            )
         if not isinstance(self.model, (str, Sequential)):
             raise SeqcastError(
                 "`model` must be a model name or a seqcast Sequential, "
@@ -325,6 +356,9 @@ class Forecaster:
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon <= 0:
             raise SeqcastError(f"`horizon` must be a positive integer, got {horizon!r}")
         levels = uncertainty.parse_levels(intervals)
+        if getattr(self, "auto_", None) is not None:
+            frame = self.context_ if data is None else self._frame(data, load_options)
+            return self._predict_auto(frame, horizon, levels)
         if data is None:
             x, level, ids, last = self._context_inputs()
         else:
@@ -334,6 +368,19 @@ class Forecaster:
         for lvl, (lo, hi) in self._intervals(x, point, horizon, levels).items():
             out[f"y_lo_{lvl}"], out[f"y_hi_{lvl}"] = lo, hi
         return self._to_frame(out, level, ids, last, horizon)
+
+    def _predict_auto(self, frame: pd.DataFrame, horizon: int, levels: list[int]) -> pd.DataFrame:
+        frames.check_no_missing(frame, what="prediction")
+        columns = self.auto_.predict(_values_by_series(frame), horizon, levels)
+        last = frame.groupby("unique_id", sort=False)["ds"].last()
+        ids = [str(i) for i in last.index]
+        stamps = [frames.future_stamps(d, self.freq_, horizon) for d in last.to_list()]
+        rows = {
+            "unique_id": np.repeat(ids, horizon),
+            "ds": np.concatenate([np.asarray(s) for s in stamps]),
+        }
+        rows |= {name: values.reshape(-1) for name, values in columns.items()}
+        return pd.DataFrame(rows)
 
     def _intervals(self, x, point, horizon, levels):
         if not levels:
@@ -413,6 +460,8 @@ class Forecaster:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise SeqcastError(f"`{name}` must be a positive integer, got {value!r}")
         frame = self._frame(data, load_options)
+        if getattr(self, "auto_", None) is not None:
+            return self._backtest_auto(frame, windows, step)
         origins = []
         for k in range(windows):
             context, rest = _split_at(frame, self.horizon + k * step)
@@ -432,12 +481,28 @@ class Forecaster:
             )
         return pd.concat(parts, ignore_index=True)[["unique_id", "cutoff", "ds", "y", "y_hat"]]
 
+    def _backtest_auto(self, frame: pd.DataFrame, windows: int, step: int) -> pd.DataFrame:
+        """One forecast per origin: the statistical members refit on each origin's history."""
+        parts = []
+        for k in range(windows):
+            context, rest = _split_at(frame, self.horizon + k * step)
+            pred = self.predict(context)
+            last = context.groupby("unique_id", sort=False)["ds"].last()
+            pred.insert(1, "cutoff", np.repeat(last.to_list(), self.horizon))
+            truth = rest.groupby("unique_id", sort=False).head(self.horizon)
+            parts.append(
+                pred.merge(truth[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="left")
+            )
+        return pd.concat(parts, ignore_index=True)[["unique_id", "cutoff", "ds", "y", "y_hat"]]
+
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write config.json + model.safetensors + scaler.json into directory `path`."""
         self._check_fitted()
         params = self.get_params()
         params["model"] = self.model_name
+        if getattr(self, "auto_", None) is not None:
+            return self._save_auto(path, params)
         config = {
             "seqcast_version": __version__,
             "params": params,
@@ -453,12 +518,27 @@ class Forecaster:
         scaler = self.scaler_.to_dict() if self.scaler_ is not None else {}
         return io.write_model_dir(path, config, self.model_.state_dict(), scaler)
 
+    def _save_auto(self, path: str | Path, params: dict[str, Any]) -> Path:
+        auto_config, tensors = self.auto_.state()
+        config = {
+            "seqcast_version": __version__,
+            "params": params,
+            "auto": auto_config,
+            "freq": self.freq_,
+            "calibration": self.calibration_,
+            "context": _frame_to_json(self.context_),
+            "fit_seconds": self.fit_seconds_,
+        }
+        return io.write_model_dir(path, config, tensors, {})
+
     @classmethod
     def load(cls, path: str | Path) -> Forecaster:
         """Rebuild a saved Forecaster on the CPU (GPU-trained models included)."""
         config, state, scaler = io.read_model_dir(path)
         try:
             params = dict(config["params"])
+            if params.get("model") == "auto":
+                return cls._load_auto(params, config, state)
             model = Sequential.from_config(config["architecture"])
             if params["model"] == "custom":
                 params["model"] = model
@@ -483,6 +563,24 @@ class Forecaster:
                 f"({str(err).splitlines()[0]}); fit and save it again"
             ) from None
         return fc
+
+    @classmethod
+    def _load_auto(cls, params, config, state) -> Forecaster:
+        fc = cls(**params)
+        fc.auto_ = auto.AutoModel.from_state(config["auto"], state)
+        fc.model_ = None
+        fc.strategy_ = "direct"
+        fc.freq_ = config["freq"]
+        fc.calibration_ = config["calibration"]
+        fc.context_ = _frame_from_json(config["context"])
+        fc.fit_seconds_ = config.get("fit_seconds", float("nan"))
+        fc.history_ = None
+        return fc
+
+
+def _values_by_series(frame: pd.DataFrame) -> list[np.ndarray]:
+    """Each series' target as a float64 array, in the frame's series order."""
+    return [part.to_numpy(np.float64) for _, part in frame.groupby("unique_id", sort=False)["y"]]
 
 
 def score(

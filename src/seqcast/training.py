@@ -118,7 +118,9 @@ class TrainSettings:
     batch_size: int = 32
     optimizer: str = "adam"
     lr: float | None = None
-    loss: str = "mse"
+    # a name from LOSSES, or a callable loss(pred, y) -> scalar tensor: the hook for losses
+    # that need more than the target (masks, per-sample scales: see seqcast.ensemble)
+    loss: str | Callable[[Tensor, Tensor], Tensor] = "mse"
     clip_norm: float | None = None
     clip_value: float | None = None
     early_stopping: int | None = None  # patience in epochs, on val_loss
@@ -139,7 +141,8 @@ class TrainSettings:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise SeqcastError(f"`batch_size` must be a positive integer, got {self.batch_size!r}")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("loss", self.loss, LOSSES)
+        if not callable(self.loss):
+            check_choice("loss", self.loss, LOSSES)
         if self.lr is not None and not self.lr > 0:
             raise SeqcastError(f"`lr` must be a positive number, got {self.lr!r}")
         for name in ("clip_norm", "clip_value"):
@@ -230,7 +233,7 @@ def _make_module(model: nn.Module, settings: TrainSettings, metrics: dict[str, C
         def __init__(self) -> None:
             super().__init__()
             self.model = model
-            self.loss_fn = LOSSES[settings.loss]
+            self.loss_fn = loss_function(settings.loss)
 
         def forward(self, x: Tensor) -> Tensor:
             return self.model(x)
@@ -600,7 +603,7 @@ def _lean_loop(model, x, y, settings, val, metric_map, device) -> History:
     x, y = x.to(device), y.to(device)
     if val is not None:
         val = val[0].to(device), val[1].to(device)
-    loss_fn = LOSSES[settings.loss]
+    loss_fn = loss_function(settings.loss)
     optimizer = _optimizer(model, settings)
     fused_step = _FusedAdamStep(optimizer)
     generator = torch.Generator()
@@ -649,6 +652,10 @@ def _lean_loop(model, x, y, settings, val, metric_map, device) -> History:
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+def loss_function(loss: str | Callable[[Tensor, Tensor], Tensor]) -> Callable:
+    return loss if callable(loss) else LOSSES[loss]
 
 
 def _validate(model, xv, yv, loss_fn, metric_map, batch_size) -> dict[str, float]:

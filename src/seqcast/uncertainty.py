@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 
@@ -22,6 +23,8 @@ from seqcast.errors import SeqcastError
 from seqcast.layers import RNN, Dropout
 
 METHODS = ("conformal", "mc_dropout")
+
+log = logging.getLogger(__name__)
 
 
 def parse_levels(intervals: int | float | str | Sequence[int | float] | None) -> list[int]:
@@ -84,12 +87,27 @@ def mc_dropout_quantiles(
 
 
 def conformal_radius(residuals: np.ndarray, level: int) -> np.ndarray:
-    """Per-horizon-step radius q from absolute residuals of shape (n, H)."""
+    """Per-horizon-step radius q from absolute residuals of shape (n, H): the k-th smallest
+    residual of each step, k = ceil((n + 1) * level / 100), which covers a new error with
+    probability at least level% when errors are exchangeable (split conformal prediction).
+
+    When k > n, no residual is large enough for that guarantee: the radius is infinite (the
+    interval says "cannot be calibrated" by being unbounded) and a warning names how many
+    calibration windows the level needs. Clamping to the largest residual instead would
+    under-cover silently."""
     n = residuals.shape[0]
     if n == 0:
         raise SeqcastError(
             "no held-out residuals to calibrate conformal intervals; train with "
             "validation_size > 0 and enough history, or use interval_method='mc_dropout'"
         )
-    rank = min(1.0, math.ceil((n + 1) * level / 100) / n)
-    return np.quantile(np.abs(residuals), rank, axis=0, method="higher")
+    k = math.ceil((n + 1) * level / 100)
+    if k > n:
+        needed = math.ceil(level / (100 - level))  # the smallest n with ceil((n+1)L/100) <= n
+        log.warning(
+            "%d%% conformal intervals need at least %d calibration windows, got %d: the "
+            "interval is unbounded; ask for a lower level or give more (or longer) series",
+            level, needed, n,
+        )  # fmt: skip
+        return np.full(residuals.shape[1], np.inf)
+    return np.sort(np.abs(residuals), axis=0)[k - 1]

@@ -1,0 +1,164 @@
+"""The members of `model="auto"` and how they are combined.
+
+Neural members: one global network per (input window, loss, seed), trained on the windows of
+every series (`seqcast.data.pipeline`); the ensemble's forecast is their median, as in the
+N-BEATS ensembles. Statistical members: statsforecast's AutoETS and AutoTheta, fit on each
+series alone. A combination is the mean of some members' forecasts; `seqcast.selection`
+picks one by backtest.
+
+Targets for the neural members travel as one tensor of shape (batch, horizon, 6) so that the
+losses can score forecasts on the series' own scale:
+
+    0 target   z - level (0 where the series has ended)
+    1 mask     1 where the target is observed
+    2 offset   level + seasonal component, in u units (see pipeline)
+    3 scale    the additive series' scale s (1 for log series)
+    4 is_log   1 for a multiplicative (log) series
+    5 mase     the series' in-sample seasonal-naive MAE (MASE's denominator)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from seqcast import training
+from seqcast.errors import SeqcastError
+from seqcast.layers import Dense, Flatten
+from seqcast.sequential import Sequential
+
+log = logging.getLogger(__name__)
+
+TARGET, MASK, OFFSET, SCALE, IS_LOG, MASE = range(6)
+STATISTICAL = ("ets", "theta")
+
+
+# -- losses on the series' own scale ------------------------------------------------------------
+def _original(rel: Tensor, y: Tensor) -> Tensor:
+    """Values on the series' scale for targets or forecasts `rel` (z minus the level)."""
+    u = y[..., OFFSET] + rel
+    as_log = torch.exp(torch.clamp(u, max=80.0))
+    return torch.where(y[..., IS_LOG] > 0, as_log, u * y[..., SCALE])
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def smape_loss(pred: Tensor, y: Tensor) -> Tensor:
+    """The competitions' sMAPE, 200|y - f| / (|y| + |f|), over observed targets."""
+    truth, fc = _original(y[..., TARGET], y), _original(pred, y)
+    ratio = 200.0 * (truth - fc).abs() / (truth.abs() + fc.abs()).clamp_min(1e-8)
+    return _masked_mean(ratio, y[..., MASK])
+
+
+def mase_loss(pred: Tensor, y: Tensor) -> Tensor:
+    """|y - f| over the series' in-sample seasonal-naive MAE."""
+    truth, fc = _original(y[..., TARGET], y), _original(pred, y)
+    return _masked_mean((truth - fc).abs() / y[..., MASE], y[..., MASK])
+
+
+def mae_loss(pred: Tensor, y: Tensor) -> Tensor:
+    """MAE on the normalised scale: relative error for log series."""
+    return _masked_mean((pred - y[..., TARGET]).abs(), y[..., MASK])
+
+
+LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "smape": smape_loss,
+    "mase": mase_loss,
+    "mae": mae_loss,
+}
+
+
+# -- neural members -----------------------------------------------------------------------------
+def network(lookback: int, horizon: int, units: int) -> Sequential:
+    """A fully connected network over the window and its mask (N-BEATS' block without the
+    basis expansion): two hidden ReLU layers, one linear output per horizon step."""
+    return Sequential(
+        [Flatten(), Dense(units, activation="relu"), Dense(units, activation="relu"),
+         Dense(horizon)],
+        input_shape=(lookback, 2),
+    )  # fmt: skip
+
+
+def train_member(
+    model: Sequential,
+    data: tuple[np.ndarray, np.ndarray],
+    loss: str,
+    settings: training.TrainSettings,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+) -> training.History:
+    """Train `model` in place with the named loss through the one training loop."""
+    settings = training.TrainSettings(**{**vars(settings), "loss": LOSSES[loss]})
+    return training.fit_arrays(model, data[0], data[1], settings, validation)
+
+
+def member_forecast(model: Sequential, x: np.ndarray) -> np.ndarray:
+    """Forecasts relative to each window's level, (windows, horizon)."""
+    return training.predict_arrays(model, x.astype(np.float32), batch_size=4096).astype(np.float64)
+
+
+# -- statistical members ------------------------------------------------------------------------
+def statistical_forecasts(
+    series: Sequence[np.ndarray], season: int, horizon: int, members: Sequence[str], n_jobs: int
+) -> dict[str, np.ndarray]:
+    """(series, horizon) forecasts of each statistical member, each series fit on its own."""
+    if not members:
+        return {}
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoETS, AutoTheta, Naive
+
+    makers = {"ets": AutoETS, "theta": AutoTheta}
+    models = [makers[name](season_length=max(season, 1)) for name in members]
+    ids = np.repeat(np.arange(len(series)), [len(s) for s in series])
+    frame = pd.DataFrame(
+        {
+            "unique_id": ids,
+            "ds": np.concatenate([np.arange(len(s)) for s in series]),
+            "y": np.concatenate(series),
+        }
+    )
+    engine = StatsForecast(models=models, freq=1, n_jobs=n_jobs, fallback_model=Naive())
+    out = engine.forecast(df=frame, h=horizon)
+    out = out.sort_values(["unique_id", "ds"], kind="stable")
+    columns = [type(m).__name__ if str(m) == type(m).__name__ else str(m) for m in models]
+    return {
+        name: out[column].to_numpy(np.float64).reshape(len(series), horizon)
+        for name, column in zip(members, columns, strict=True)
+    }
+
+
+def available_statistical(requested: Sequence[str]) -> tuple[list[str], str | None]:
+    """The requested statistical members that can run here, and why the others cannot."""
+    unknown = [m for m in requested if m not in STATISTICAL]
+    if unknown:
+        raise SeqcastError(
+            f"unknown statistical member {unknown[0]!r}; expected some of {', '.join(STATISTICAL)}"
+        )
+    try:
+        import statsforecast  # noqa: F401
+    except ImportError as err:
+        return [], f"statsforecast is not importable ({err}); install seqcast's dependencies"
+    return list(requested), None
+
+
+# -- combinations -------------------------------------------------------------------------------
+def combinations(members: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Every non-empty subset of the members, named by joining them with '+'. A combination's
+    forecast is the mean of its members' (the simple average that wins the M competitions'
+    combination studies)."""
+    members = list(members)
+    out: dict[str, tuple[str, ...]] = {}
+    for mask in range(1, 2 ** len(members)):
+        chosen = tuple(m for i, m in enumerate(members) if mask >> i & 1)
+        out["+".join(chosen)] = chosen
+    return out
+
+
+def combine(forecasts: dict[str, np.ndarray], chosen: Sequence[str]) -> np.ndarray:
+    return np.mean([forecasts[m] for m in chosen], axis=0)

@@ -1,0 +1,67 @@
+"""Choosing what `model="auto"` forecasts with, by rolling-origin backtest on the end of the
+training data (never on data the forecasts will be judged on).
+
+The backtest origins sit at the end of each series' training part: origin k (k = 0..K-1) cuts
+the last `horizon + k` points, forecasts `horizon` steps, and is scored on those points. With
+few series, K grows so that there are enough forecasts to choose and to calibrate intervals
+with; with thousands of series one origin suffices.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from seqcast import ensemble
+
+#: forecasts per horizon step the backtest aims for (series x origins)
+MIN_BACKTEST_FORECASTS = 60
+METRICS = ("smape", "mase")
+
+
+def origins(n_series: int, horizon: int) -> int:
+    """How many backtest origins, one step apart: enough for MIN_BACKTEST_FORECASTS forecasts
+    per horizon step, at most `horizon` (beyond that the windows would reach further back
+    than the forecasts they stand for)."""
+    return int(min(horizon, max(1, math.ceil(MIN_BACKTEST_FORECASTS / max(n_series, 1)))))
+
+
+def smape_per_window(truth: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    denom = np.abs(truth) + np.abs(forecast)
+    ratio = np.divide(200.0 * np.abs(truth - forecast), denom, out=np.zeros_like(denom),
+                      where=denom > 0)  # fmt: skip
+    return ratio.mean(axis=1)
+
+
+def mase_per_window(truth: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return np.abs(truth - forecast).mean(axis=1) / scale
+
+
+def score_candidates(
+    forecasts: dict[str, np.ndarray],
+    truth: np.ndarray,
+    scale: np.ndarray,
+    candidates: dict[str, tuple[str, ...]],
+) -> pd.DataFrame:
+    """sMAPE and MASE of every candidate combination over all backtest windows (rows of
+    `truth`, (windows, horizon)); sorted best first by sMAPE, then MASE."""
+    rows = []
+    for name, members in candidates.items():
+        fc = ensemble.combine(forecasts, members)
+        rows.append(
+            {
+                "candidate": name,
+                "smape": float(smape_per_window(truth, fc).mean()),
+                "mase": float(mase_per_window(truth, fc, scale).mean()),
+            }
+        )
+    board = pd.DataFrame(rows)
+    return board.sort_values(["smape", "mase"], kind="stable").reset_index(drop=True)
+
+
+def choose(board: pd.DataFrame, metric: str = "smape") -> str:
+    """The candidate with the lowest `metric`; the other metric breaks ties."""
+    ordered = board.sort_values([metric, *[m for m in METRICS if m != metric]], kind="stable")
+    return str(ordered["candidate"].iloc[0])

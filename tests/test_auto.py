@@ -1,0 +1,215 @@
+"""model="auto": normalisation, losses, selection, conformal calibration, and the Forecaster
+round trip. Numeric checks compare against closed forms or independent numpy computations."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import seqcast
+from seqcast import ensemble, metrics, selection, uncertainty
+from seqcast.data import pipeline
+from seqcast.errors import SeqcastError
+
+#: a recipe small enough for tests: one network, few epochs
+QUICK = {"lookbacks": (1.0,), "losses": ("mae",), "units": 16, "epochs": 3, "patience": 2}
+
+
+def _seasonal_frame(n_series=6, length=60, season=12, seed=0, start=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_series):
+        t = np.arange(length)
+        level = 50 + 10 * i
+        y = level * (1 + 0.3 * np.sin(2 * np.pi * t / season)) * (1 + 0.005 * t)
+        y = y * np.exp(rng.normal(0, 0.02, length))
+        rows.append(pd.DataFrame({"unique_id": f"s{i}", "ds": start + t, "y": y}))
+    return pd.concat(rows, ignore_index=True)
+
+
+# -- pipeline -----------------------------------------------------------------------------------
+def test_seasonality_test_finds_a_season_and_not_noise():
+    rng = np.random.default_rng(0)
+    t = np.arange(72)
+    assert pipeline.is_seasonal(np.sin(2 * np.pi * t / 12) + rng.normal(0, 0.2, 72), 12)
+    assert not pipeline.is_seasonal(rng.normal(0, 1, 72), 12)
+    # fewer than three seasons: never seasonal (the Theta method's rule)
+    assert not pipeline.is_seasonal(np.sin(2 * np.pi * t[:35] / 12), 12)
+
+
+def test_seasonal_components_recover_an_exact_pattern():
+    pattern = np.array([3.0, -1.0, 0.5, -2.5])  # mean 0
+    u = 10 + 0.1 * np.arange(40) + np.tile(pattern, 10)
+    np.testing.assert_allclose(pipeline.seasonal_components(u, 4), pattern, atol=1e-12)
+
+
+def test_transform_round_trip_and_log_choice():
+    y = np.array([5.0, 7.0, 6.0, 9.0, 8.0, 11.0, 10.0, 13.0, 12.0])
+    t = pipeline.fit_transform(y, 1)
+    assert t.log and not t.seasonal
+    np.testing.assert_allclose(t.from_u(t.forward(y)), y, rtol=1e-12)
+    negative = y - 8
+    t2 = pipeline.fit_transform(negative, 1)
+    assert not t2.log
+    assert t2.scale == pytest.approx(np.mean(np.abs(np.diff(negative))))
+    np.testing.assert_allclose(t2.from_u(t2.forward(negative)), negative, atol=1e-12)
+
+
+def test_windows_pad_before_the_start_and_mask_after_the_end():
+    z = np.array([1.0, 2.0, 4.0])
+    x, target, tmask, level = pipeline.windows(z, lookback=4, horizon=2, ends=np.array([0, 1]))
+    # window ending at 0: three padded copies of z[0], one real point; level z[0] = 1
+    np.testing.assert_array_equal(x[0, :, 0], [0, 0, 0, 0])
+    np.testing.assert_array_equal(x[0, :, 1], [0, 0, 0, 1])
+    np.testing.assert_array_equal(target[0], [1.0, 3.0])
+    np.testing.assert_array_equal(x[1, :, 0], [-1, -1, -1, 0])
+    np.testing.assert_array_equal(tmask[1], [1, 0])  # the series ends after z[2]
+    np.testing.assert_array_equal(target[1], [2.0, 0.0])
+    np.testing.assert_array_equal(level, [1.0, 2.0])
+
+
+# -- losses -------------------------------------------------------------------------------------
+def _channels(truth, forecast_rel, offset, is_log, scale, mase):
+    y = np.stack(
+        [truth, np.ones_like(truth), offset, np.full_like(truth, scale),
+         np.full_like(truth, is_log), np.full_like(truth, mase)],
+        axis=-1,
+    )  # fmt: skip
+    return torch.as_tensor(forecast_rel), torch.as_tensor(y)
+
+
+def test_losses_equal_the_metrics_on_the_series_scale():
+    rng = np.random.default_rng(1)
+    rel_true, rel_pred = rng.normal(0, 0.2, (5, 4)), rng.normal(0, 0.2, (5, 4))
+    offset = np.log(100.0) + rng.normal(0, 0.1, (5, 4))
+    pred, y = _channels(rel_true, rel_pred, offset, 1.0, 1.0, 7.0)
+    truth, fc = np.exp(offset + rel_true), np.exp(offset + rel_pred)
+    assert float(ensemble.smape_loss(pred, y)) == pytest.approx(metrics.smape(truth, fc), 1e-10)
+    assert float(ensemble.mase_loss(pred, y)) == pytest.approx(
+        np.mean(np.abs(truth - fc)) / 7.0, 1e-10
+    )
+    assert float(ensemble.mae_loss(pred, y)) == pytest.approx(np.mean(np.abs(rel_true - rel_pred)))
+    # additive series: y = (offset + rel) * scale
+    pred, y = _channels(rel_true, rel_pred, offset, 0.0, 3.0, 1.0)
+    truth, fc = (offset + rel_true) * 3, (offset + rel_pred) * 3
+    assert float(ensemble.smape_loss(pred, y)) == pytest.approx(metrics.smape(truth, fc), 1e-10)
+
+
+def test_masked_targets_do_not_count():
+    pred, y = _channels(np.zeros((1, 2)), np.array([[0.0, 5.0]]), np.zeros((1, 2)), 0.0, 1.0, 1.0)
+    y[0, 1, ensemble.MASK] = 0
+    assert float(ensemble.mae_loss(pred, y)) == 0.0
+
+
+# -- selection and combination ------------------------------------------------------------------
+def test_combinations_are_every_subset_and_their_mean():
+    combos = ensemble.combinations(["nn", "ets", "theta"])
+    assert len(combos) == 7 and combos["nn+theta"] == ("nn", "theta")
+    fc = {"nn": np.array([[1.0]]), "ets": np.array([[2.0]]), "theta": np.array([[4.0]])}
+    assert ensemble.combine(fc, combos["nn+ets+theta"])[0, 0] == pytest.approx(7 / 3)
+
+
+def test_backtest_scores_pick_the_better_candidate():
+    truth = np.array([[10.0, 10.0], [20.0, 20.0]])
+    fc = {"a": truth * 1.1, "b": truth * 0.5}
+    board = selection.score_candidates(fc, truth, np.array([1.0, 2.0]), {"a": ("a",), "b": ("b",)})
+    assert selection.choose(board) == "a"
+    expected = np.mean([200 * 1 / 21, 200 * 2 / 42])
+    assert board.set_index("candidate").loc["a", "smape"] == pytest.approx(expected)
+
+
+def test_origins_grow_for_few_series_and_stop_at_the_horizon():
+    assert selection.origins(1000, 18) == 1
+    assert selection.origins(1, 12) == 12
+    assert selection.origins(10, 12) == 6
+
+
+# -- conformal calibration ----------------------------------------------------------------------
+def test_conformal_radius_is_the_kth_order_statistic():
+    residuals = np.arange(1.0, 20.0)[:, None]  # 19 windows
+    # k = ceil(20 * 0.95) = 19 -> the largest; k = ceil(20 * 0.8) = 16
+    assert uncertainty.conformal_radius(residuals, 95)[0] == 19.0
+    assert uncertainty.conformal_radius(residuals, 80)[0] == 16.0
+
+
+def test_conformal_radius_widens_to_infinity_when_it_cannot_be_calibrated(caplog):
+    residuals = np.arange(1.0, 19.0)[:, None]  # 18 windows: 95% needs 19
+    with caplog.at_level(logging.WARNING, logger="seqcast.uncertainty"):
+        radius = uncertainty.conformal_radius(residuals, 95)
+    assert np.isinf(radius).all()
+    assert "at least 19 calibration windows" in caplog.text
+
+
+def test_conformal_coverage_holds_on_exchangeable_errors():
+    rng = np.random.default_rng(0)
+    hits = []
+    for _ in range(2000):
+        errors = np.abs(rng.standard_t(3, size=(21, 1)))  # 20 calibration + 1 new
+        radius = uncertainty.conformal_radius(errors[:20], 80)
+        hits.append(errors[20, 0] <= radius[0])
+    # guaranteed >= 0.80 in expectation; 2000 draws: standard error 0.009
+    assert 0.78 <= np.mean(hits) <= 0.87
+
+
+# -- Forecaster("auto") ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fitted():
+    frame = _seasonal_frame()
+    train = frame.groupby("unique_id").head(48)
+    fc = seqcast.Forecaster("auto", horizon=12, season=12, auto_options=QUICK).fit(train)
+    return fc, train, frame
+
+
+def test_auto_forecasts_every_series_with_intervals(fitted):
+    fc, train, _ = fitted
+    pred = fc.predict(intervals=[80])
+    assert list(pred.columns) == ["unique_id", "ds", "y_hat", "y_lo_80", "y_hi_80"]
+    assert len(pred) == 6 * 12 and np.isfinite(pred["y_hat"]).all()
+    assert (pred["y_lo_80"] <= pred["y_hat"]).all() and (pred["y_hat"] <= pred["y_hi_80"]).all()
+    assert fc.auto_.choice_ in ensemble.combinations(["nn", "ets", "theta"])
+    assert fc.auto_.scores_, "the choice comes with its backtest scores"
+
+
+def test_auto_beats_seasonal_naive_on_a_clean_seasonal_panel(fitted):
+    fc, train, frame = fitted
+    truth = frame.groupby("unique_id").tail(12)
+    ours = fc.evaluate(frame)["smape"]
+    last = train.groupby("unique_id").tail(12)["y"].to_numpy()
+    snaive = metrics.smape(truth["y"].to_numpy(), last)
+    assert ours < snaive
+
+
+def test_auto_save_load_gives_the_same_forecasts(fitted, tmp_path):
+    fc, _, _ = fitted
+    fc.save(tmp_path / "m")
+    back = seqcast.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(back.predict(intervals=[80]), fc.predict(intervals=[80]))
+    config = (tmp_path / "m" / "config.json").read_text()
+    assert '"choice"' in config and '"backtest_scores"' in config
+
+
+def test_auto_forecasts_series_it_never_saw_and_short_ones(fitted):
+    fc, _, _ = fitted
+    other = _seasonal_frame(n_series=2, seed=5).assign(unique_id=lambda d: "new_" + d.unique_id)
+    short = pd.DataFrame({"unique_id": "tiny", "ds": [0, 1, 2], "y": [3.0, 4.0, 5.0]})
+    pred = fc.predict(pd.concat([other, short]), intervals=[80])
+    assert set(pred["unique_id"]) == {"new_s0", "new_s1", "tiny"}
+    assert np.isfinite(pred["y_hat"]).all()
+
+
+def test_auto_backtest_refits_nothing_but_the_statistical_members(fitted):
+    fc, _, frame = fitted
+    bt = fc.backtest(frame, windows=2)
+    assert len(bt) == 2 * 6 * 12 and bt["y"].notna().all()
+
+
+def test_auto_refuses_covariates_and_mc_dropout():
+    frame = _seasonal_frame(n_series=2).assign(x=1.0)
+    with pytest.raises(SeqcastError, match="target alone"):
+        seqcast.Forecaster("auto", horizon=6, covariates=["x"]).fit(frame)
+    with pytest.raises(SeqcastError, match="conformal"):
+        seqcast.Forecaster("auto", horizon=6, interval_method="mc_dropout").fit(frame)
