@@ -15,6 +15,7 @@ import pytest
 from seqcast.compare import compare
 from seqcast.errors import SeqcastError
 from seqcast.forecast import Forecaster
+from seqcast.impute import impute
 
 LENGTHS = {"north": 40, "east": 55, "west": 48}
 STARTS = {"north": "2021-01-01", "east": "2020-12-10", "west": "2021-01-20"}
@@ -131,3 +132,23 @@ def test_compare_is_the_same_for_every_row_order():
     expected = board(by_id())
     for name, make in ORDERS.items():
         pd.testing.assert_frame_equal(board(make()), expected, check_exact=True, obj=name)
+
+
+def test_impute_is_the_same_for_every_row_order_and_keeps_the_input_order():
+    def gappy(frame):
+        frame = frame.copy()
+        frame.loc[frame["ds"].isin(pd.to_datetime(["2021-01-25", "2021-01-26"])), "y"] = np.nan
+        return frame
+
+    options = {"window": 8, "units": 4, "epochs": 2, "seed": 0}
+    expected = impute(gappy(by_id()), **options)
+    key = ["unique_id", "ds"]
+    for name, make in ORDERS.items():
+        data = gappy(make())
+        result = impute(data, **options)
+        assert result.frame[key].equals(data[key].reset_index(drop=True)), name
+        canonical = result.frame.sort_values(key, ignore_index=True)
+        pd.testing.assert_frame_equal(
+            canonical, expected.frame.sort_values(key, ignore_index=True), check_exact=True
+        )
+        assert result.report == expected.report, name

@@ -1,9 +1,11 @@
-"""Fill missing values inside series with a bidirectional RNN trained on the observed parts.
+"""Fill missing values inside series with a bidirectional RNN or linear interpolation, per
+series whichever did better on held-out observed values of that series.
 
     result = impute(frame, window=24, units=32, epochs=50, seed=0)
     result.frame           # the input's rows, in the input's order, `y` filled, + `imputed`
-    result.report          # n_missing, n_filled, n_edge, n_check, mae_rnn, mae_linear
-    print(result)          # what was filled, and how well it did on held-out values
+    result.report          # n_missing, n_filled, n_edge, n_check, mae_rnn, mae_linear, ...
+    result.series          # per series: method used, its checks, both methods' MAE on them
+    print(result)          # what was filled, by which method, and how well each did
 
 How it works (one model for all series):
 
@@ -22,15 +24,25 @@ How it works (one model for all series):
    model learns to reconstruct values it cannot see from their neighbours on both sides.
 5. Predict every window with the checks and real gaps hidden; a step's estimate is the mean
    over all windows that cover it, weighted towards windows where it sits mid-window.
-   Missing values get that estimate (edges included: values before a series' first or after
-   its last observation, counted as `n_edge`); observed values are returned untouched.
+6. Choose per series (`method="auto"`): the RNN fills a series only if its MAE on that
+   series' checks is lower than linear interpolation's on the same checks; otherwise, and for
+   a series with fewer than `MIN_CHECKS` checks (too few to tell the two apart), linear
+   interpolation fills it. A learned model is not better by default: on a smooth series
+   interpolation is hard to beat, and the RNN only earns its place where it shows it.
+   `method="rnn"` or `"linear"` forces one method for every series. No RNN is trained for
+   "linear", nor under "auto" when no series has enough checks for it to win.
+7. Missing values get the chosen method's estimate (edges included: values before a
+   series' first or after its last observation, counted as `n_edge`; interpolation carries
+   the nearest observation there). Interpolation fills from every observed value, checks
+   included; the RNN fills with the checks still hidden, as in its score. Observed values
+   are returned untouched.
 
-The same `seed` gives the same output (CPU).
+The same `seed` gives the same output (CPU), whatever the order of the input rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,13 +50,18 @@ import pandas as pd
 import torch
 from torch import nn
 
-from seqcast.data.frames import load_frame
+from seqcast.data.frames import load_frame_with_rows
 from seqcast.data.scalers import MinMaxScaler, StandardScaler
 from seqcast.errors import SeqcastError, check_choice, check_positive_int
 from seqcast.layers import GRU, Bidirectional, Dense, TimeDistributed
 from seqcast.sequential import Sequential
 
-__all__ = ["ImputeResult", "impute"]
+__all__ = ["METHODS", "MIN_CHECKS", "ImputeResult", "impute"]
+
+METHODS = ("auto", "rnn", "linear")
+# With fewer held-out values than this, a lower RNN error is as likely luck as skill, so such a
+# series keeps the method that needs no evidence: interpolation.
+MIN_CHECKS = 5
 
 SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler}
 LEARNING_RATE = 2e-2  # peak; cosine-annealed to 0 over the run
@@ -60,27 +77,51 @@ class ImputeResult:
             `imputed` that is True exactly where `y` was missing in the input
     report  n_series, n_missing, n_filled, n_edge (filled values before a series' first or
             after its last observation), n_check (held-out observed values), mae_rnn and
-            mae_linear (mean absolute error on the checks, in data units; NaN if n_check is 0)
+            mae_linear (mean absolute error of each method on all the checks, in data units;
+            NaN if n_check is 0 or the method did not run), mae_chosen (the same with each
+            series' chosen method), method (as asked), filled_rnn and filled_linear (missing
+            values filled by each method), series_rnn and series_linear (series per method)
+    series  one row per series, in sorted id order: unique_id, method ("rnn" or "linear"),
+            reason, n_missing, n_check, mae_rnn, mae_linear (on that series' checks)
     """
 
     frame: pd.DataFrame
     report: dict[str, Any]
+    series: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def __str__(self) -> str:
         r = self.report
         lines = [
             f"imputed {r['n_filled']} of {r['n_missing']} missing values in "
             f"{r['n_series']} series ({r['n_edge']} before the first or after the last "
-            "observation of their series)"
+            f"observation of their series): {r['filled_rnn']} by the RNN, "
+            f"{r['filled_linear']} by linear interpolation"
         ]
         if r["n_check"]:
             lines.append(
                 f"on {r['n_check']} held-out observed values: MAE {r['mae_rnn']:.4g} (RNN) vs "
-                f"{r['mae_linear']:.4g} (linear interpolation)"
+                f"{r['mae_linear']:.4g} (linear interpolation), {r['mae_chosen']:.4g} with "
+                "each series' chosen method"
             )
         else:
             lines.append("no observed values could be held out to check the model")
+        shown = self.series.head(SHOWN_SERIES)
+        lines += [f"  {describe_series(row)}" for row in shown.itertuples(index=False)]
+        if len(self.series) > len(shown):
+            lines.append(f"  ... {len(self.series) - len(shown)} more series in `.series`")
         return "\n".join(lines)
+
+
+SHOWN_SERIES = 10  # per-series lines in str(result); the rest stay in `.series`
+
+
+def describe_series(row: Any) -> str:
+    """One line on one series of `ImputeResult.series` (a row from itertuples)."""
+    name = "RNN" if row.method == "rnn" else "linear interpolation"
+    checks = f"{row.n_check} check{'s' * (row.n_check != 1)}"
+    if row.n_check:
+        checks += f", MAE {row.mae_rnn:.4g} RNN vs {row.mae_linear:.4g} interpolation"
+    return f"{row.unique_id}: {row.n_missing} filled by {name} ({row.reason}; {checks})"
 
 
 def impute(
@@ -92,49 +133,147 @@ def impute(
     seed: int = 0,
     scaler: str = "standard",
     *,
+    method: str = "auto",
     batch_size: int = 32,
     **load_options: Any,
 ) -> ImputeResult:
-    """Fill the missing `y` values of every series in `data` with a bidirectional GRU.
+    """Fill the missing `y` values of every series in `data`, per series with a bidirectional
+    GRU or linear interpolation, whichever did better on that series' held-out values.
 
     `data` is anything `seqcast.data.load_frame` accepts (`load_options` go to it). `window`
     is the length of the training windows (at least 2), `units` the GRU size per direction,
     `epochs` passes over all windows in batches of `batch_size`, `mask_fraction` the share of
     observed steps hidden per batch during training and also the share held out as checks,
-    `scaler` "standard" or "minmax" (per series, fit on observed values). See the module
-    docstring for the method. Raises SeqcastError for bad arguments, a series with no
+    `scaler` "standard" or "minmax" (per series, fit on observed values), `method` "auto"
+    (the better per series), "rnn" or "linear" (that method for every series). See the
+    module docstring for the method. Raises SeqcastError for bad arguments, a series with no
     observed value or a series shorter than 3 points.
     """
     _check_args(window, units, epochs, mask_fraction, batch_size, scaler, seed)
-    frame = load_frame(data, **load_options)
+    check_choice("method", method, METHODS)
+    frame, source_rows = load_frame_with_rows(data, **load_options)
     groups = _series_positions(frame)
     y = frame["y"].to_numpy(np.float64)
     missing = np.isnan(y)
     checks = _choose_checks(groups, missing, mask_fraction, np.random.default_rng(seed))
-    hidden = np.where(checks, np.nan, y)  # what the model and the linear baseline may see
+    hidden = np.where(checks, np.nan, y)  # what the model and the scored baseline may see
+    linear = _linear(frame["unique_id"], hidden)
+    rnn = np.full(len(y), np.nan)
+    if method == "rnn" or (method == "auto" and _any_comparable(groups, checks)):
+        options = (window, units, epochs, batch_size, mask_fraction, seed, scaler)
+        rnn = _rnn_estimate(frame, hidden, groups, *options)
 
+    series = _choose_methods(frame, groups, missing, checks, y, rnn, linear, method)
+    by_rnn = _per_row(groups, series["method"].to_numpy() == "rnn", len(y))
+    estimate = np.where(by_rnn, rnn, _linear(frame["unique_id"], y))
+    out = frame.copy()
+    out["y"] = np.where(missing, estimate, y)
+    out["imputed"] = missing
+    report = _report(groups, missing, checks, y, rnn, linear, by_rnn, out, series, method)
+    back = np.argsort(source_rows)  # the rows as the caller gave them
+    return ImputeResult(out.iloc[back].reset_index(drop=True), report, series)
+
+
+def _any_comparable(groups: list[np.ndarray], checks: np.ndarray) -> bool:
+    """Whether any series has enough checks for the RNN to win it (else it is not trained)."""
+    return any(checks[rows].sum() >= MIN_CHECKS for rows in groups)
+
+
+def _rnn_estimate(
+    frame: pd.DataFrame,
+    hidden: np.ndarray,
+    groups: list[np.ndarray],
+    window: int,
+    units: int,
+    epochs: int,
+    batch_size: int,
+    mask_fraction: float,
+    seed: int,
+    scaler: str,
+) -> np.ndarray:
+    """The RNN's estimate of every row (data units), trained and run on `hidden` values."""
     fitted = SCALERS[scaler]().fit(frame[["unique_id", "ds"]].assign(y=hidden))
     ids = frame["unique_id"].to_numpy()
     scaled = fitted.transform_array(ids, hidden)
     index = _window_index(groups, window)
     model = _build_model(units, seed)
     _train(model, _inputs(scaled, index), epochs, batch_size, mask_fraction, seed)
-    estimate = fitted.inverse_transform_array(ids, _predict(model, scaled, index))
+    return fitted.inverse_transform_array(ids, _predict(model, scaled, index))
 
-    linear = _linear(frame["unique_id"], hidden)
-    out = frame.copy()
-    out["y"] = np.where(missing, estimate, y)
-    out["imputed"] = missing
-    report = {
+
+# ----------------------------------------------------------------------------- choice
+def _choose_methods(
+    frame: pd.DataFrame,
+    groups: list[np.ndarray],
+    missing: np.ndarray,
+    checks: np.ndarray,
+    y: np.ndarray,
+    rnn: np.ndarray,
+    linear: np.ndarray,
+    method: str,
+) -> pd.DataFrame:
+    """One row per series: the method that fills it, why, and both methods' check MAE."""
+    rows = []
+    for positions in groups:
+        held = positions[checks[positions]]
+        mae_rnn, mae_linear = _mae(y[held], rnn[held]), _mae(y[held], linear[held])
+        chosen, reason = _decide(method, len(held), mae_rnn, mae_linear)
+        sid = frame["unique_id"].iat[positions[0]]
+        n_missing = int(missing[positions].sum())
+        rows.append((sid, chosen, reason, n_missing, len(held), mae_rnn, mae_linear))
+    columns = ["unique_id", "method", "reason", "n_missing", "n_check", "mae_rnn", "mae_linear"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _per_row(groups: list[np.ndarray], flags: np.ndarray, n_rows: int) -> np.ndarray:
+    """A per-series flag spread over that series' rows."""
+    out = np.zeros(n_rows, dtype=bool)
+    for rows, flag in zip(groups, flags, strict=True):
+        out[rows] = flag
+    return out
+
+
+def _decide(method: str, n_check: int, mae_rnn: float, mae_linear: float) -> tuple[str, str]:
+    """(method, reason) for one series. Ties and NaN go to interpolation: the RNN has to
+    show it is better, not merely as good."""
+    if method != "auto":
+        return method, "asked for"
+    if n_check < MIN_CHECKS:
+        return "linear", f"too few checks to compare (fewer than {MIN_CHECKS})"
+    if mae_rnn < mae_linear:
+        return "rnn", "RNN better on its checks"
+    return "linear", "interpolation as good or better on its checks"
+
+
+def _report(
+    groups: list[np.ndarray],
+    missing: np.ndarray,
+    checks: np.ndarray,
+    y: np.ndarray,
+    rnn: np.ndarray,
+    linear: np.ndarray,
+    by_rnn: np.ndarray,
+    out: pd.DataFrame,
+    series: pd.DataFrame,
+    method: str,
+) -> dict[str, Any]:
+    chosen = np.where(by_rnn, rnn, linear)  # on the checks: each series' method, checks hidden
+    n_rnn = int((series["method"] == "rnn").sum())
+    return {
         "n_series": len(groups),
         "n_missing": int(missing.sum()),
         "n_filled": int((missing & np.isfinite(out["y"].to_numpy())).sum()),
         "n_edge": int(_edges(groups, missing).sum()),
         "n_check": int(checks.sum()),
-        "mae_rnn": _mae(y[checks], estimate[checks]),
+        "mae_rnn": _mae(y[checks], rnn[checks]),
         "mae_linear": _mae(y[checks], linear[checks]),
+        "mae_chosen": _mae(y[checks], chosen[checks]),
+        "method": method,
+        "filled_rnn": int((missing & by_rnn).sum()),
+        "filled_linear": int((missing & ~by_rnn).sum()),
+        "series_rnn": n_rnn,
+        "series_linear": len(groups) - n_rnn,
     }
-    return ImputeResult(out, report)
 
 
 # ----------------------------------------------------------------------------- checks
