@@ -170,7 +170,9 @@ def test_auto_forecasts_every_series_with_intervals(fitted):
     assert list(pred.columns) == ["unique_id", "ds", "y_hat", "y_lo_80", "y_hi_80"]
     assert len(pred) == 6 * 12 and np.isfinite(pred["y_hat"]).all()
     assert (pred["y_lo_80"] <= pred["y_hat"]).all() and (pred["y_hat"] <= pred["y_hi_80"]).all()
-    assert fc.auto_.choice_ in ensemble.combinations(["nn", "ets", "theta"])
+    # a small panel: AutoARIMA joins AutoETS and AutoTheta
+    assert fc.auto_.statistical_ == ["ets", "theta", "arima"]
+    assert fc.auto_.choice_ in ensemble.combinations(["nn", *fc.auto_.statistical_])
     assert fc.auto_.scores_, "the choice comes with its backtest scores"
 
 
@@ -205,6 +207,13 @@ def test_auto_backtest_refits_nothing_but_the_statistical_members(fitted):
     fc, _, frame = fitted
     bt = fc.backtest(frame, windows=2)
     assert len(bt) == 2 * 6 * 12 and bt["y"].notna().all()
+
+
+def test_auto_leaves_arima_out_of_large_data():
+    frame = _seasonal_frame(n_series=3, length=40)
+    options = {**QUICK, "arima_max_points": 100}
+    fc = seqcast.Forecaster("auto", horizon=6, season=12, auto_options=options).fit(frame)
+    assert fc.auto_.statistical_ == ["ets", "theta"]
 
 
 def test_auto_refuses_covariates_and_mc_dropout():

@@ -51,6 +51,9 @@ class AutoSettings:
     batch_size: int = 512
     lr: float = 1e-3
     statistical: tuple[str, ...] = ("ets", "theta")
+    # AutoARIMA joins the statistical members when the data has at most this many points in
+    # all: its model search costs 10 to 100 times ETS's (statsforecast's published figures)
+    arima_max_points: int = 20_000
     metric: str = "smape"  # what the backtest chooses by
     refit: bool = True
     max_windows_per_series: int = 400  # the most recent ones; bounds long series' weight
@@ -93,7 +96,10 @@ class AutoModel:
     def fit(self, values: list[np.ndarray]) -> AutoModel:
         start = time.perf_counter()
         s, h = self.settings, self.horizon
-        self.statistical_, self.unavailable_ = ensemble.available_statistical(s.statistical)
+        requested = list(s.statistical)
+        if "arima" not in requested and sum(len(v) for v in values) <= s.arima_max_points:
+            requested.append("arima")
+        self.statistical_, self.unavailable_ = ensemble.available_statistical(requested)
         if self.unavailable_:
             log.warning("auto runs without its statistical members: %s", self.unavailable_)
         span = max(h, self.season)

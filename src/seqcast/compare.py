@@ -20,7 +20,7 @@ from seqcast.models import list_models
 log = logging.getLogger(__name__)
 
 COLUMNS = ["model", "mae", "rmse", "mape", "smape", "mase", "coverage_80", "fit_seconds"]
-DEFAULT_MODELS = ("linear", "deep_rnn", "lstm", "gru", "conv_gru", "wavenet")
+DEFAULT_MODELS = ("auto", "linear", "deep_rnn", "lstm", "gru", "conv_gru", "wavenet")
 
 
 @dataclass
@@ -46,7 +46,7 @@ def parse_models(models: str | Sequence[str] | None) -> list[str]:
         else list(models or DEFAULT_MODELS)
     )
     names = [n for n in names if n]
-    known = list_models()
+    known = ["auto", *list_models()]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise SeqcastError(f"unknown model {unknown[0]!r}; expected one of {', '.join(known)}")

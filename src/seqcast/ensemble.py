@@ -20,6 +20,7 @@ losses can score forecasts on the series' own scale:
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -35,7 +36,7 @@ from seqcast.sequential import Sequential
 log = logging.getLogger(__name__)
 
 TARGET, MASK, OFFSET, SCALE, IS_LOG, MASE = range(6)
-STATISTICAL = ("ets", "theta")
+STATISTICAL = ("ets", "theta", "arima", "ces")
 
 
 # -- losses on the series' own scale ------------------------------------------------------------
@@ -111,9 +112,9 @@ def statistical_forecasts(
     if not members:
         return {}
     from statsforecast import StatsForecast
-    from statsforecast.models import AutoETS, AutoTheta, Naive
+    from statsforecast.models import AutoARIMA, AutoCES, AutoETS, AutoTheta, Naive
 
-    makers = {"ets": AutoETS, "theta": AutoTheta}
+    makers = {"ets": AutoETS, "theta": AutoTheta, "arima": AutoARIMA, "ces": AutoCES}
     models = [makers[name](season_length=max(season, 1)) for name in members]
     ids = np.repeat(np.arange(len(series)), [len(s) for s in series])
     frame = pd.DataFrame(
@@ -124,7 +125,11 @@ def statistical_forecasts(
         }
     )
     engine = StatsForecast(models=models, freq=1, n_jobs=n_jobs, fallback_model=Naive())
-    out = engine.forecast(df=frame, h=horizon)
+    with warnings.catch_warnings():
+        # ETS on very short series divides by zero degrees of freedom in its variance, which
+        # point forecasts do not use
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = engine.forecast(df=frame, h=horizon)
     out = out.sort_values(["unique_id", "ds"], kind="stable")
     columns = [type(m).__name__ if str(m) == type(m).__name__ else str(m) for m in models]
     return {
