@@ -126,6 +126,23 @@ def test_origins_grow_for_few_series_and_stop_at_the_horizon():
     assert selection.origins(1000, 18) == 1
     assert selection.origins(1, 12) == 12
     assert selection.origins(10, 12) == 6
+    # 14-point yearly series, horizon 6: at most 5 origins leave 3 points before the first
+    assert selection.origins(3, 6, typical_length=14) == 5
+    assert selection.origins(3, 6, typical_length=9) == 1
+
+
+def test_auto_fits_three_short_yearly_series():
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "unique_id": np.repeat(["a", "b", "c"], 14),
+            "ds": np.tile(np.arange(14), 3),
+            "y": np.exp(np.cumsum(rng.normal(0.05, 0.1, 42))) * 100,
+        }
+    )
+    fc = seqcast.Forecaster("auto", horizon=6, auto_options=QUICK).fit(frame)
+    assert fc.auto_.origins_ == 5 and fc.auto_.notes_["backtest_series"] == 3
+    assert np.isfinite(fc.predict()["y_hat"]).all()
 
 
 # -- conformal calibration ----------------------------------------------------------------------

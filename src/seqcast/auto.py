@@ -104,7 +104,8 @@ class AutoModel:
             log.warning("auto runs without its statistical members: %s", self.unavailable_)
         span = max(h, self.season)
         self.lookbacks_ = sorted({max(2, int(round(f * span))) for f in s.lookbacks})
-        self.origins_ = selection.origins(len(values), h)
+        typical = int(np.median([len(v) for v in values]))
+        self.origins_ = selection.origins(len(values), h, typical)
         backtest = _Backtest.cut(values, h, self.season, self.origins_)
         self.members_ = []
         nn_backtest = []
@@ -335,11 +336,16 @@ class _Backtest:
         return self.origins == 0 or len(self.series) == 0
 
     def _train_end(self, i: int) -> int:
-        """Points of series i the training windows may see."""
+        """Points of series i the training windows may see: those before its earliest origin;
+        for a series too short to take part in the backtest, all but its last horizon (or all
+        of it, when that leaves fewer than 2)."""
+        n = len(self.values[i])
         if self.origins == 0:
-            return len(self.values[i])
-        first = len(self.values[i]) - self.horizon - self.origins
-        return first if first >= pipeline.MIN_HISTORY else 0
+            return n
+        first = n - self.horizon - self.origins
+        if first >= pipeline.MIN_HISTORY:
+            return first
+        return n - self.horizon if n - self.horizon >= 2 else n
 
     def training_windows(self, lookback: int, most: int):
         """((X, Y), (X_val, Y_val) or None) with Y in ensemble's six-channel layout."""

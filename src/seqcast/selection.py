@@ -15,17 +15,22 @@ import numpy as np
 import pandas as pd
 
 from seqcast import ensemble
+from seqcast.data import pipeline
 
 #: forecasts per horizon step the backtest aims for (series x origins)
 MIN_BACKTEST_FORECASTS = 60
 METRICS = ("smape", "mase")
 
 
-def origins(n_series: int, horizon: int) -> int:
+def origins(n_series: int, horizon: int, typical_length: int | None = None) -> int:
     """How many backtest origins, one step apart: enough for MIN_BACKTEST_FORECASTS forecasts
     per horizon step, at most `horizon` (beyond that the windows would reach further back
-    than the forecasts they stand for)."""
-    return int(min(horizon, max(1, math.ceil(MIN_BACKTEST_FORECASTS / max(n_series, 1)))))
+    than the forecasts they stand for), and few enough that a series of `typical_length`
+    keeps `pipeline.MIN_HISTORY` points before its earliest origin."""
+    wanted = min(horizon, max(1, math.ceil(MIN_BACKTEST_FORECASTS / max(n_series, 1))))
+    if typical_length is not None:
+        wanted = min(wanted, typical_length - horizon - pipeline.MIN_HISTORY)
+    return int(max(1, wanted))
 
 
 def smape_per_window(truth: np.ndarray, forecast: np.ndarray) -> np.ndarray:
