@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -138,6 +139,96 @@ def test_demo_runs_every_model_on_the_airline_data(tmp_path):
     ]
 
 
+def _gappy_airline(tmp_path):
+    """The airline CSV with 10 values blanked out, one of them in the last 12 months."""
+    table = pd.read_csv(AIRLINE)
+    table.loc[[5, 17, 30, 44, 61, 75, 90, 103, 118, 140], "passengers"] = None
+    path = tmp_path / "gappy.csv"
+    table.to_csv(path, index=False)
+    return path, table
+
+
+def test_compare_with_impute_fills_gaps_and_says_so(tmp_path):
+    data, _ = _gappy_airline(tmp_path)
+    out = tmp_path / "cmp"
+    args = ["compare", data, "--horizon", 12, "--season", 12, "--models", "linear"]
+    refused = run(*args, "--epochs", 5, "--out", out, "--quiet")
+    assert refused.returncode == 2 and "--impute" in refused.stderr
+    assert not out.exists()
+    result = run(*args, "--epochs", 5, "--out", out, "--quiet", "--impute")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("--impute: filled 10 missing values in 1 series (")
+    assert "by the RNN" in lines[0] and "by linear interpolation" in lines[0]
+    assert lines[1].startswith("note: 1 of the 12 held-out values scored below are imputed")
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert set(board["model"]) == {"naive", "seasonal_naive", "linear"}
+    assert board["mase"].notna().all()
+
+
+def test_fit_evaluate_and_predict_with_impute(tmp_path, model_dir):
+    data, _ = _gappy_airline(tmp_path)
+    fit_args = ["--model", "linear", "--window", 24, "--horizon", 12, "--epochs", 2, "--quiet"]
+    fitted = run("fit", data, *fit_args, "--out", tmp_path / "m", "--impute-method", "linear")
+    assert fitted.returncode == 0, fitted.stderr
+    assert "(0 by the RNN, 10 by linear interpolation;" in fitted.stdout
+    scored = run("evaluate", model_dir, data, "--impute")
+    assert scored.returncode == 0, scored.stderr
+    assert scored.stdout.startswith("--impute: filled 10 missing values")
+    assert "mase" in scored.stdout
+    complete = run("evaluate", model_dir, AIRLINE, "--impute")
+    assert "no missing values, nothing to fill" in complete.stdout
+    forecast = run("predict", model_dir, data, "--impute-method", "linear", "--horizon", 2)
+    assert forecast.returncode == 0, forecast.stderr
+    assert "(0 by the RNN, 10 by linear interpolation;" in forecast.stdout
+    assert "1961-02-01" in forecast.stdout
+
+
+def test_impute_writes_the_filled_table(tmp_path):
+    data, table = _gappy_airline(tmp_path)
+    out = tmp_path / "filled" / "airline.csv"
+    result = run("impute", data, "--out", out, "--epochs", 20)
+    assert result.returncode == 0, result.stderr
+    filled = pd.read_csv(out)
+    assert list(filled.columns) == ["unique_id", "ds", "y", "imputed"]
+    assert len(filled) == len(table)
+    assert pd.to_datetime(filled["ds"]).equals(pd.to_datetime(table["month"]))
+    assert not filled["y"].isna().any()
+    observed = table["passengers"].notna().to_numpy()
+    assert (filled["y"].to_numpy()[observed] == table["passengers"].to_numpy()[observed]).all()
+    assert filled["imputed"].tolist() == (~observed).tolist()
+    series_line, total, checks = result.stdout.splitlines()[:3]
+    assert series_line.startswith("series_0: 10 filled by ")
+    assert "checks, MAE" in series_line and "interpolation)" in series_line
+    assert total.startswith("filled 10 of 10 missing values")
+    assert checks.startswith("on 13 held-out observed values: MAE")
+    assert f"wrote 144 rows to {out}" in result.stdout
+    assert [p.name for p in out.parent.iterdir()] == ["airline.csv"]  # no staging left
+
+
+def test_impute_many_series_keeps_the_row_order_and_prints_a_table(tmp_path):
+    """Twelve series listed by date (interleaved): the filled file keeps that order."""
+    days = pd.date_range("2024-01-01", periods=20, freq="D")
+    parts = [
+        pd.DataFrame({"store": f"s{k:02d}", "day": days, "sales": np.arange(20.0) + k})
+        for k in range(12)
+    ]
+    table = pd.concat(parts).sort_values(["day", "store"], ignore_index=True)
+    table.loc[[30, 31, 100, 150], "sales"] = None
+    data = tmp_path / "stores.csv"
+    table.to_csv(data, index=False)
+    out = tmp_path / "stores.parquet"
+    result = run("impute", data, "--out", out, "--id-col", "store", "--method", "linear")
+    assert result.returncode == 0, result.stderr
+    assert "Imputation by method" in result.stdout and "asked for" in result.stdout
+    filled = pd.read_parquet(out)
+    assert filled["unique_id"].tolist() == table["store"].tolist()
+    assert filled["ds"].tolist() == table["day"].tolist()
+    assert not filled["y"].isna().any() and int(filled["imputed"].sum()) == 4
+    # each series is a ramp: interpolation restores it exactly
+    assert (filled["y"] == filled["ds"].dt.day - 1 + filled["unique_id"].str[1:].astype(int)).all()
+
+
 def _write(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)
@@ -256,6 +347,36 @@ BAD = {
         "trained for a horizon of 12",
     ),
     "negative dropout": (lambda d, m: ["fit", AIRLINE, *FIT, "--dropout", "-0.5"], "dropout"),
+    "impute to an unknown file type": (
+        lambda d, m: ["impute", AIRLINE, "--out", d / "o" / "filled.xlsx"],
+        "expected a name ending in .csv",
+    ),
+    "impute a missing file": (
+        lambda d, m: ["impute", d / "nope.csv", "--out", d / "o.csv"],
+        "no such file",
+    ),
+    "impute with an unknown method": (
+        lambda d, m: ["impute", AIRLINE, "--out", d / "o.csv", "--method", "spline"],
+        "unknown --method 'spline'",
+    ),
+    "impute a series with no value": (
+        lambda d, m: ["impute", _write(d, "blank.csv", "ds,y\n1,\n2,\n3,\n"), "--out", d / "o.csv"],
+        "no observed value",
+    ),
+    "impute without --out": (lambda d, m: ["impute", AIRLINE], "Missing option '--out'"),
+    "unknown imputation method": (
+        lambda d, m: [
+            "compare",
+            AIRLINE,
+            "--horizon",
+            12,
+            "--out",
+            d / "c",
+            "--impute-method",
+            "x",
+        ],
+        "unknown --impute-method 'x'",
+    ),
 }
 FIT = ["--model", "linear", "--window", 4, "--horizon", 2, "--epochs", 1, "--out", "unused-out"]
 
@@ -278,5 +399,5 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, model_dir, monkeypatch
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert fragment.lower() in lines[0].lower(), lines[0]
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name in ("o", "c", "unused-out")]
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name in ("o", "c", "unused-out", "o.csv")]
     assert leftovers == [], f"{case}: left {leftovers} behind"

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.exceptions import TyperException
 
-from seqcast.errors import SeqcastError, format_shape
+from seqcast.errors import SeqcastError, check_choice, format_shape
 
 app = typer.Typer(
     name="seqcast",
@@ -40,6 +40,23 @@ TimeCol = Annotated[str | None, typer.Option("--time-col", help="time column (au
 Target = Annotated[str | None, typer.Option("--target", help="value column (auto-detected)")]
 IdCol = Annotated[str | None, typer.Option("--id-col", help="series id column, for many series")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")]
+Impute = Annotated[
+    bool,
+    typer.Option(
+        "--impute",
+        help="fill missing values first (see `seqcast impute`); without it they are an error",
+    ),
+]
+ImputeMethod = Annotated[
+    str | None,
+    typer.Option(
+        "--impute-method",
+        help="auto (per series, RNN or linear interpolation: the better on held-out values), "
+        "rnn or linear; implies --impute",
+    ),
+]
+OUTPUT_TYPES = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
+SERIES_LINES = 10  # `seqcast impute` prints one line per series up to this, then a table
 
 
 def _load_options(time_col: str | None, target: str | None, id_col: str | None) -> dict[str, Any]:
@@ -75,6 +92,62 @@ def _publish(staging: Path, target: Path) -> None:
 def _positive(name: str, value: int | None) -> None:
     if value is not None and value <= 0:
         raise SeqcastError(f"--{name} must be a positive integer, got {value}")
+
+
+# -- missing values -----------------------------------------------------------------------------
+
+
+def _impute_method(impute: bool, method: str | None) -> str | None:
+    """The imputation method asked for on the command line, or None for no imputation."""
+    from seqcast.impute import METHODS
+
+    if method is not None:
+        check_choice("--impute-method", method, METHODS)
+        return method
+    return "auto" if impute else None
+
+
+def _gaps_filled(data, load_options, method, seed, scored=None):
+    """(data, load_options) for the command: as given when `method` is None; otherwise the
+    long frame with its missing values filled by `seqcast.impute`, after one line saying how
+    many were filled and how. `scored` (points at the end of each series that get scored)
+    adds a note when some of them are imputed values rather than observations."""
+    if method is None:
+        return data, load_options
+    from seqcast.data.frames import load_frame
+    from seqcast.impute import impute
+
+    frame = load_frame(data, **load_options)
+    if not frame["y"].isna().any():
+        out.print("--impute: no missing values, nothing to fill")
+        return frame, {}
+    result = impute(frame, method=method, seed=seed)
+    r = result.report
+    out.print(
+        f"--impute: filled {r['n_filled']} missing value{'s' * (r['n_filled'] != 1)} in "
+        f"{_count(result.series['n_missing'].gt(0).sum(), 'series', 'series')} "
+        f"({r['filled_rnn']} by the RNN, {r['filled_linear']} by linear interpolation; "
+        "`seqcast impute` shows the choice per series)"
+    )
+    filled = result.frame
+    if scored:
+        _note_scored_imputations(filled, scored)
+    return filled.drop(columns="imputed"), {}
+
+
+def _note_scored_imputations(filled, scored: int) -> None:
+    """Say so when values that get scored (the last `scored` of a series) were imputed."""
+    from_end = filled.groupby("unique_id", sort=False).cumcount(ascending=False)
+    held_out = filled["imputed"][from_end.to_numpy() < scored]
+    if held_out.any():
+        out.print(
+            f"note: {int(held_out.sum())} of the {len(held_out)} held-out values scored below "
+            "are imputed, not observed; their errors measure agreement with the imputation"
+        )
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -121,12 +194,21 @@ def compare(
     time_col: TimeCol = None,
     target: Target = None,
     id_col: IdCol = None,
+    impute: Impute = False,
+    impute_method: ImputeMethod = None,
     quiet: Quiet = False,
 ) -> None:
     """Leaderboard of models (baselines always included) on the last HORIZON points."""
+    from seqcast import compare as comparing
+
     _positive("horizon", horizon)
     _positive("season", season)
     _positive("window", window)
+    method = _impute_method(impute, impute_method)
+    comparing.parse_models(models)  # fail on a bad name before any imputing or training
+    data, load_options = _gaps_filled(
+        data, _load_options(time_col, target, id_col), method, seed, scored=horizon
+    )
     _compare(
         data,
         horizon,
@@ -137,7 +219,7 @@ def compare(
         seed,
         out_dir,
         quiet,
-        _load_options(time_col, target, id_col),
+        load_options,
     )
 
 
@@ -232,6 +314,8 @@ def fit(
     time_col: TimeCol = None,
     target: Target = None,
     id_col: IdCol = None,
+    impute: Impute = False,
+    impute_method: ImputeMethod = None,
     quiet: Quiet = False,
 ) -> None:
     """Train one model and save it as a directory (config.json + model.safetensors)."""
@@ -246,6 +330,7 @@ def fit(
         ("units", units),
     ):
         _positive(name, value)
+    method = _impute_method(impute, impute_method)
     fc = Forecaster(
         model,
         window=window,
@@ -260,7 +345,8 @@ def fit(
         batch_size=batch_size,
         progress=not quiet,
     )
-    fc.fit(data, **_load_options(time_col, target, id_col))
+    data, load_options = _gaps_filled(data, _load_options(time_col, target, id_col), method, seed)
+    fc.fit(data, **load_options)
     fc.save(out_dir)
     loss = fc.history_.history.get("loss", [float("nan")])[-1] if fc.history_ else float("nan")
     out.print(
@@ -281,15 +367,20 @@ def predict(
     time_col: TimeCol = None,
     target: Target = None,
     id_col: IdCol = None,
+    impute: Impute = False,
+    impute_method: ImputeMethod = None,
+    seed: Annotated[int, typer.Option(help="seed of the imputation")] = 0,
 ) -> None:
     """Forecast after the end of each series; print it, or write it with --out."""
     from seqcast.forecast import Forecaster
 
     _positive("horizon", horizon)
+    method = _impute_method(impute, impute_method)
     fc = Forecaster.load(model_dir)
-    forecast = fc.predict(
-        data, horizon=horizon, intervals=intervals, **_load_options(time_col, target, id_col)
-    )
+    load_options = _load_options(time_col, target, id_col)
+    if data is not None:  # the training data the model keeps has no gaps
+        data, load_options = _gaps_filled(data, load_options, method, seed)
+    forecast = fc.predict(data, horizon=horizon, intervals=intervals, **load_options)
     if out_file is None:
         out.print(_table(forecast, digits=2))
         return
@@ -307,15 +398,150 @@ def evaluate(
     time_col: TimeCol = None,
     target: Target = None,
     id_col: IdCol = None,
+    impute: Impute = False,
+    impute_method: ImputeMethod = None,
+    seed: Annotated[int, typer.Option(help="seed of the imputation")] = 0,
 ) -> None:
     """Metrics on the last HORIZON points of each series (forecast from the points before)."""
     import pandas as pd
 
     from seqcast.forecast import Forecaster
 
+    method = _impute_method(impute, impute_method)
     fc = Forecaster.load(model_dir)
-    scores = fc.evaluate(data, **_load_options(time_col, target, id_col))
+    data, load_options = _gaps_filled(
+        data, _load_options(time_col, target, id_col), method, seed, scored=fc.horizon
+    )
+    scores = fc.evaluate(data, **load_options)
     out.print(_table(pd.DataFrame([scores]), title=f"{fc.model_name}, last {fc.horizon} points"))
+
+
+@app.command(name="impute")
+def impute_command(
+    data: Data,
+    out_file: Annotated[
+        Path, typer.Option("--out", help="filled table to write: .csv or .parquet")
+    ],
+    method: Annotated[
+        str,
+        typer.Option(
+            help="auto (per series, RNN or linear interpolation: the better on held-out "
+            "values), rnn or linear"
+        ),
+    ] = "auto",
+    window: Annotated[int, typer.Option(help="RNN training window")] = 24,
+    units: Annotated[int, typer.Option(help="GRU units per direction")] = 32,
+    epochs: Annotated[int, typer.Option()] = 100,
+    seed: Annotated[int, typer.Option()] = 0,
+    time_col: TimeCol = None,
+    target: Target = None,
+    id_col: IdCol = None,
+) -> None:
+    """Fill missing values; write the long table (unique_id, ds, y, imputed) to --out."""
+    import numpy as np
+
+    from seqcast.data.frames import load_frame_with_rows
+    from seqcast.impute import METHODS, impute
+
+    check_choice("--method", method, METHODS)
+    for name, value in (("window", window), ("units", units), ("epochs", epochs)):
+        _positive(name, value)
+    kind = _output_type(out_file)
+    frame, rows = load_frame_with_rows(data, **_load_options(time_col, target, id_col))
+    frame = frame.iloc[np.argsort(rows)].reset_index(drop=True)  # the file's own row order
+    if frame["y"].isna().any():
+        result = impute(frame, window, units, epochs, seed=seed, method=method)
+        filled = result.frame
+        _print_imputation(result)
+    else:  # nothing to learn or choose: the table goes out as it came in
+        filled = frame.assign(imputed=False)
+        out.print("no missing values: the table is written unchanged")
+    _write_table(filled, out_file, kind)
+    out.print(f"wrote {len(filled)} rows to {out_file}")
+
+
+def _output_type(path: Path) -> str:
+    """'csv' or 'parquet' from the file name; anything else is refused before any work."""
+    name = path.name.lower()
+    kind = next((k for ext, k in OUTPUT_TYPES.items() if name.endswith(ext)), None)
+    if kind is None:
+        raise SeqcastError(
+            f"cannot tell how to write {path}: expected a name ending in {', '.join(OUTPUT_TYPES)}"
+        )
+    if path.is_dir():
+        raise SeqcastError(f"--out {path} is a directory; give a file name such as filled.csv")
+    return kind
+
+
+def _write_table(frame, path: Path, kind: str) -> None:
+    """Write beside `path`, then move into place: a failure leaves no half-written file."""
+    staging = _staged(path)
+    try:
+        partial = staging / path.name
+        if kind == "parquet":
+            frame.to_parquet(partial, index=False)
+        else:
+            frame.to_csv(partial, index=False)
+        partial.replace(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _print_imputation(result) -> None:
+    """Which method filled each series and how both did on its checks: a line per series,
+    or for many series a table per method."""
+    from seqcast.impute import describe_series
+
+    series = result.series
+    if len(series) <= SERIES_LINES:
+        for row in series.itertuples(index=False):
+            out.print(describe_series(row), markup=False, highlight=False)
+    else:
+        out.print(_table(_by_method(series), title="Imputation by method", digits=4))
+    r = result.report
+    out.print(
+        f"filled {r['n_filled']} of {r['n_missing']} missing values: {r['filled_rnn']} by the "
+        f"RNN ({_count(r['series_rnn'], 'series', 'series')}), {r['filled_linear']} by linear "
+        f"interpolation ({_count(r['series_linear'], 'series', 'series')})",
+        highlight=False,
+    )
+    if r["n_check"]:
+        out.print(
+            f"on {r['n_check']} held-out observed values: MAE {r['mae_chosen']:.4g} as filled, "
+            f"{r['mae_rnn']:.4g} all by the RNN, {r['mae_linear']:.4g} all by interpolation",
+            highlight=False,
+        )
+
+
+def _by_method(series):
+    """Series per method with their filled values and MAE over all their checks."""
+    import pandas as pd
+
+    rows = []
+    for (method, reason), part in series.groupby(["method", "reason"], sort=True):
+        checks = part["n_check"].sum()
+        rows.append(
+            {
+                "method": method,
+                "reason": reason,
+                "series": len(part),
+                "filled": int(part["n_missing"].sum()),
+                "checks": int(checks),
+                "mae_rnn": _pooled(part["mae_rnn"], part["n_check"]),
+                "mae_linear": _pooled(part["mae_linear"], part["n_check"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _pooled(mae, weights) -> float:
+    """MAE over all the checks of several series, from each series' MAE and check count."""
+    import numpy as np
+
+    keep = (weights > 0) & mae.notna()
+    if not keep.any():
+        return float("nan")
+    return float(np.average(mae[keep], weights=weights[keep]))
 
 
 @app.command()

@@ -435,7 +435,7 @@ def check_no_missing(frame: pd.DataFrame, what: str = "training") -> None:
             raise SeqcastError(
                 f"series {sid!r} has {count} missing value{'s' * (count != 1)} in {col} "
                 f"(first at {stamp}); {what} needs complete series: fill them with "
-                "seqcast.impute or drop those rows yourself"
+                "seqcast.impute (`--impute` on the command line) or drop those rows yourself"
             )
 
 
