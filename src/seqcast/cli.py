@@ -161,14 +161,14 @@ def demo(
     epochs: Annotated[int, typer.Option(help="training epochs per model")] = 150,
     quiet: Quiet = False,
 ) -> None:
-    """Airline passengers, last 12 months held out: baselines vs RNN/CNN models."""
+    """Airline passengers, last 12 months held out: baselines, auto and RNN/CNN models."""
     from seqcast.data.datasets import airline_passengers
 
     _compare(
         airline_passengers(),
         12,
         12,
-        "linear,deep_rnn,ln_rnn,lstm,peephole_lstm,gru,conv_gru,wavenet",
+        "auto,linear,deep_rnn,ln_rnn,lstm,peephole_lstm,gru,conv_gru,wavenet",
         24,
         epochs,
         0,
@@ -299,10 +299,12 @@ def _add_baseline(fig, result, board) -> None:
 @app.command()
 def fit(
     data: Data,
-    model: Annotated[str, typer.Option(help="model name, e.g. lstm, gru, wavenet")],
-    window: Annotated[int, typer.Option(help="input window length")],
+    model: Annotated[str, typer.Option(help="model name, e.g. auto, lstm, gru, wavenet")],
     horizon: Annotated[int, typer.Option(help="steps to forecast")],
     out_dir: Annotated[Path, typer.Option("--out", help="model directory to write")],
+    window: Annotated[
+        int | None, typer.Option(help="input window length (all models but auto)")
+    ] = None,
     strategy: Annotated[str, typer.Option(help="direct, recursive or seq2seq")] = "direct",
     epochs: Annotated[int, typer.Option()] = 100,
     seed: Annotated[int, typer.Option()] = 0,
@@ -321,6 +323,8 @@ def fit(
     """Train one model and save it as a directory (config.json + model.safetensors)."""
     from seqcast.forecast import Forecaster
 
+    if window is None and model != "auto":
+        raise SeqcastError(f"--window is required for model {model!r} (only auto chooses its own)")
     for name, value in (
         ("window", window),
         ("horizon", horizon),
@@ -333,7 +337,7 @@ def fit(
     method = _impute_method(impute, impute_method)
     fc = Forecaster(
         model,
-        window=window,
+        window=window or 1,
         horizon=horizon,
         strategy=strategy,
         season=season,
@@ -348,6 +352,9 @@ def fit(
     data, load_options = _gaps_filled(data, _load_options(time_col, target, id_col), method, seed)
     fc.fit(data, **load_options)
     fc.save(out_dir)
+    if getattr(fc, "auto_", None) is not None:
+        out.print(f"fitted {fc.auto_.describe()} in {fc.fit_seconds_:.1f} s; saved to {out_dir}")
+        return
     loss = fc.history_.history.get("loss", [float("nan")])[-1] if fc.history_ else float("nan")
     out.print(
         f"fitted {model} in {fc.fit_seconds_:.1f} s (final training loss {loss:.4g}); "
@@ -552,6 +559,9 @@ def summary(
     from seqcast.forecast import Forecaster
 
     fc = Forecaster.load(model_dir)
+    if getattr(fc, "auto_", None) is not None:
+        _auto_summary(fc.auto_)
+        return
     s = fc.model_.summary(print_fn=None)
     table = Table(
         title=f"{fc.model_name} ({fc.strategy_}, window {fc.window}, horizon {fc.horizon})"
@@ -562,6 +572,29 @@ def summary(
         table.add_row(f"{r.name} ({r.kind})", format_shape(r.output_shape), f"{r.params:,}")
     out.print(table)
     out.print(f"Total params: {s.total_params:,}")
+
+
+def _auto_summary(model) -> None:
+    """What an auto model is made of and why it chose its combination."""
+    import pandas as pd
+
+    out.print(model.describe())
+    members = pd.DataFrame(
+        [
+            {"lookback": m.lookback, "loss": m.loss, "seed": m.seed, "epochs": m.epochs,
+             "params": sum(p.numel() for p in m.model.parameters())}
+            for m in model.members_
+        ]
+    )  # fmt: skip
+    out.print(_table(members, title="networks (their median is 'nn')", digits=0))
+    if model.scores_:
+        out.print(_table(pd.DataFrame(model.scores_), title="backtest on the training data"))
+    notes = model.notes_
+    out.print(
+        f"{notes['series']} series, {notes['padded_series']} shorter than the longest window "
+        f"(padded, masked); backtest: {notes['backtest_series']} series x "
+        f"{notes['backtest_origins']} origin(s)"
+    )
 
 
 # -- entry point --------------------------------------------------------------------------------
