@@ -121,15 +121,28 @@ def _gaps_filled(data, load_options, method, seed, scored=None):
     if not frame["y"].isna().any():
         out.print("--impute: no missing values, nothing to fill")
         return frame, {}
+    missing = frame["y"].isna().to_numpy()
+    by_rnn = by_linear = 0
+    if scored:
+        # fill the part that trains from itself alone, so no held-out value leaks into it;
+        # then whatever is missing among the held-out points, from everything before them
+        from_end = frame.groupby("unique_id", sort=False).cumcount(ascending=False).to_numpy()
+        head = frame[from_end >= scored]
+        if head["y"].isna().any():
+            first = impute(head, method=method, seed=seed)
+            by_rnn, by_linear = first.report["filled_rnn"], first.report["filled_linear"]
+            frame = frame.copy()
+            frame.loc[from_end >= scored, "y"] = first.frame["y"].to_numpy()
     result = impute(frame, method=method, seed=seed)
     r = result.report
+    filled = result.frame.assign(imputed=missing)
+    n_filled = int((missing & filled["y"].notna().to_numpy()).sum())
     out.print(
-        f"--impute: filled {r['n_filled']} missing value{'s' * (r['n_filled'] != 1)} in "
-        f"{_count(result.series['n_missing'].gt(0).sum(), 'series', 'series')} "
-        f"({r['filled_rnn']} by the RNN, {r['filled_linear']} by linear interpolation; "
-        "`seqcast impute` shows the choice per series)"
+        f"--impute: filled {n_filled} missing value{'s' * (n_filled != 1)} in "
+        f"{_count(int(filled.loc[missing, 'unique_id'].nunique()), 'series', 'series')} "
+        f"({by_rnn + r['filled_rnn']} by the RNN, {by_linear + r['filled_linear']} by linear "
+        "interpolation; `seqcast impute` shows the choice per series)"
     )
-    filled = result.frame
     if scored:
         _note_scored_imputations(filled, scored)
     return filled.drop(columns="imputed"), {}
