@@ -8,10 +8,19 @@ Save with `save_figure(fig, "out.png")` or display it the way your environment p
     fig = plot_learning_curves(fc.history_)
     fig = plot_leaderboard(comparison.leaderboard, metric="mase")
     save_figure(fig, "leaderboard.png")
+
+Small multiples put many models or series side by side, one small panel each, for reports:
+
+    fig = plot_model_forecasts(history, comparison.forecasts, truth=test)
+    fig = plot_series_panels(history, forecast, ["s3", "s7"], truth=test)
+    fig = plot_loss_curves({"lstm": fc.history_, "gru": other.history_})
+    png = figure_png(fig)  # bytes, e.g. to inline in an HTML page
 """
 
 from __future__ import annotations
 
+import io
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -20,15 +29,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from seqcast.errors import SeqcastError
 
-__all__ = ["plot_forecast", "plot_learning_curves", "plot_leaderboard", "save_figure"]
+__all__ = [
+    "plot_forecast",
+    "plot_learning_curves",
+    "plot_leaderboard",
+    "plot_model_forecasts",
+    "plot_series_panels",
+    "plot_loss_curves",
+    "save_figure",
+    "figure_png",
+]
 
 MAX_PANELS = 6
 DPI = 120
+PANEL_SIZE = (4.2, 2.7)  # inches per small-multiple panel: three fit across a laptop screen
 HISTORY_COLOR, FORECAST_COLOR, TRUTH_COLOR = "C0", "C1", "black"
 BETTER_COLOR, WORSE_COLOR, BASELINE_COLOR = "tab:green", "tab:gray", "tab:red"
 _LEVEL = re.compile(r"^y_lo_(\d+(?:\.\d+)?)$")
@@ -89,8 +109,10 @@ def _draw_series(
     pred: pd.DataFrame,
     future: pd.DataFrame | None,
     levels: list[str],
+    legend: bool = True,
 ) -> None:
-    """One panel: bands (widest first, lightest), history, forecast, truth, origin line."""
+    """One panel: bands (widest first, lightest), history, forecast, truth, origin line.
+    Small multiples pass `legend=False` and draw one legend for the whole figure."""
     for k, level in enumerate(sorted(levels, key=float, reverse=True)):
         alpha = 0.15 + 0.25 * (k + 1) / len(levels)
         ax.fill_between(
@@ -119,7 +141,8 @@ def _draw_series(
         ax.axvline(past["ds"].iloc[-1], color="gray", linestyle=":", label="forecast origin")
     ax.set_xlabel("ds")
     ax.set_ylabel("y")
-    ax.legend(loc="best", fontsize="small")
+    if legend:
+        ax.legend(loc="best", fontsize="small")
 
 
 def _pick_series(forecast: pd.DataFrame, unique_id: str | Sequence[str] | None) -> list[str]:
@@ -297,6 +320,175 @@ def _direction(metric: str) -> str:
     return "closest to nominal is best" if metric.startswith("coverage_") else "lower is better"
 
 
+# ----------------------------------------------------------------------------- small multiples
+def plot_model_forecasts(
+    history: pd.DataFrame,
+    forecasts: Mapping[str, pd.DataFrame],
+    truth: pd.DataFrame | None = None,
+    unique_id: str | None = None,
+    titles: Mapping[str, str] | None = None,
+    level: int | float | None = 80,
+    max_history: int | None = None,
+    ncols: int = 3,
+) -> Figure:
+    """One small panel per model, all for the same series and on the same y scale, so the
+    models' forecasts can be compared by eye.
+
+    `forecasts` maps model name to what `Forecaster.predict` returns; panels follow its order.
+    `unique_id` defaults to the first series of the first forecast. `titles` replaces a
+    panel's title (default: the model name). `level` is the interval band drawn (None: none;
+    a forecast without that level just has no band). `max_history` keeps the history's tail.
+    """
+    if not isinstance(forecasts, Mapping) or not forecasts:
+        raise SeqcastError(
+            "plot_model_forecasts takes a non-empty dict of model name -> forecast frame, got "
+            f"{forecasts!r:.80}"
+        )
+    for name, frame in forecasts.items():
+        _check_frame(frame, f"forecasts[{name!r}]", ("unique_id", "ds", "y_hat"))
+    first = next(iter(forecasts.values()))
+    sid = _pick_series(first, unique_id)[0]
+    past, future = _series_parts(history, truth, sid, max_history)
+    fig, axes = _grid(len(forecasts), ncols)
+    for ax, (name, frame) in zip(axes, forecasts.items(), strict=True):
+        _pick_series(frame, sid)  # every model must have forecast this series
+        pred = _rows(frame, sid)
+        _draw_series(ax, past, pred, future, _band_level(frame, level), legend=False)
+        _tidy_panel(ax, (titles or {}).get(name, name))
+    _same_y(axes)
+    _figure_legend(fig, axes[0])
+    return fig
+
+
+def plot_series_panels(
+    history: pd.DataFrame,
+    forecast: pd.DataFrame,
+    ids: Sequence[str],
+    truth: pd.DataFrame | None = None,
+    titles: Mapping[str, str] | None = None,
+    level: int | float | None = 80,
+    max_history: int | None = None,
+    ncols: int = 3,
+) -> Figure:
+    """One small panel per series of one model's forecast, in the order of `ids` (e.g. its
+    worst and best series). Each panel keeps its own y scale: series differ in level."""
+    _check_frame(history, "history", ("unique_id", "ds", "y"))
+    _check_frame(forecast, "forecast", ("unique_id", "ds", "y_hat"))
+    ids = _pick_series(forecast, [str(i) for i in ids])
+    chosen = _band_level(forecast, level)
+    fig, axes = _grid(len(ids), ncols)
+    for ax, sid in zip(axes, ids, strict=True):
+        past, future = _series_parts(history, truth, sid, max_history)
+        _draw_series(ax, past, _rows(forecast, sid), future, chosen, legend=False)
+        _tidy_panel(ax, (titles or {}).get(sid, sid))
+    _figure_legend(fig, axes[0])
+    return fig
+
+
+def plot_loss_curves(histories: Mapping[str, Any], ncols: int = 3) -> Figure:
+    """Training loss and validation loss per epoch, one small panel per model.
+
+    `histories` maps model name to a `seqcast.training.History` (or a dict of lists); only
+    its "loss" and "val_loss" are drawn. Each panel has its own y scale (logarithmic when the
+    values span more than two decades), since models train on different losses and scales.
+    """
+    if not isinstance(histories, Mapping) or not histories:
+        raise SeqcastError(
+            "plot_loss_curves takes a non-empty dict of model name -> History, got "
+            f"{histories!r:.80}"
+        )
+    losses = {}
+    for name, history in histories.items():
+        curves = _curves(history)
+        kept = {k: curves[k] for k in ("loss", "val_loss") if k in curves}
+        if not kept:
+            raise SeqcastError(f"the history of {name!r} has no 'loss' to plot")
+        losses[name] = kept
+    fig, axes = _grid(len(losses), ncols, size=(PANEL_SIZE[0], PANEL_SIZE[1] * 0.85))
+    for ax, (name, curves) in zip(axes, losses.items(), strict=True):
+        for key, values in curves.items():
+            style = "--" if key == "val_loss" else "-"
+            ax.plot(np.arange(1, len(values) + 1), values, style, label=key)
+        positive = np.concatenate(list(curves.values()))
+        positive = positive[np.isfinite(positive) & (positive > 0)]
+        if len(positive) and positive.max() > 100 * positive.min():
+            ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        ax.set_xlabel("epoch", fontsize=8)
+        _tidy_panel(ax, name)
+    _figure_legend(fig, axes[0])
+    return fig
+
+
+def _grid(n: int, ncols: int, size: tuple[float, float] = PANEL_SIZE) -> tuple[Figure, list]:
+    """A figure of `n` panels, `ncols` across; the unused cells of the last row are hidden."""
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise SeqcastError(f"`ncols` must be a positive integer, got {ncols!r}")
+    cols = min(ncols, n)
+    rows = math.ceil(n / cols)
+    # a little extra height for the figure legend above the panels
+    fig = Figure(figsize=(size[0] * cols, size[1] * rows + 0.4), layout="constrained")
+    axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _series_parts(
+    history: pd.DataFrame, truth: pd.DataFrame | None, sid: str, max_history: int | None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    _check_frame(history, "history", ("unique_id", "ds", "y"))
+    if truth is not None:
+        _check_frame(truth, "truth", ("unique_id", "ds", "y"))
+    if max_history is not None and (
+        isinstance(max_history, bool) or not isinstance(max_history, int) or max_history < 1
+    ):
+        raise SeqcastError(f"`max_history` must be a positive integer, got {max_history!r}")
+    past = _rows(history, sid)
+    if max_history is not None:
+        past = past.tail(max_history)
+    return past, (_rows(truth, sid) if truth is not None else None)
+
+
+def _band_level(forecast: pd.DataFrame, level: int | float | None) -> list[str]:
+    """[label] when `forecast` has that interval level, else [] (a baseline may have none)."""
+    if level is None:
+        return []
+    label = f"{level:g}"
+    return [label] if label in _pick_levels(forecast, None) else []
+
+
+def _tidy_panel(ax: Axes, title: str) -> None:
+    """Small type, few ticks and compact dates: a small panel has room for little else."""
+    ax.set_title(title, fontsize=9, loc="left")
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel(ax.get_xlabel() if ax.get_xlabel() == "epoch" else "")
+    ax.set_ylabel("")
+    lines = [line for line in ax.lines if len(line.get_xdata()) > 2]
+    if lines and np.issubdtype(np.asarray(lines[0].get_xdata()).dtype, np.datetime64):
+        locator = AutoDateLocator(maxticks=5)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+
+
+def _same_y(axes: list) -> None:
+    """Give every panel the union of their y ranges, so heights compare across panels."""
+    lows, highs = zip(*(ax.get_ylim() for ax in axes), strict=True)
+    for ax in axes:
+        ax.set_ylim(min(lows), max(highs))
+
+
+def _figure_legend(fig: Figure, ax: Axes) -> None:
+    """One legend above all panels, from the first panel's artists (all panels draw alike)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles, labels, loc="outside upper center", ncols=len(handles), fontsize="small"
+        )
+
+
 # ----------------------------------------------------------------------------- output
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write `fig` as a PNG at 120 dpi (parent folders are created) and close it."""
@@ -307,6 +499,17 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     fig.savefig(path, dpi=DPI, format="png")
     _close(fig)
     return path
+
+
+def figure_png(fig: Figure, dpi: int = DPI) -> bytes:
+    """The PNG bytes of `fig` (for inlining in a page rather than writing a file); the figure
+    is closed."""
+    if not isinstance(fig, Figure):
+        raise SeqcastError(f"figure_png takes a matplotlib Figure, got {type(fig).__name__}")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    _close(fig)
+    return buffer.getvalue()
 
 
 def _close(fig: Figure) -> None:
