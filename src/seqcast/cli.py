@@ -251,6 +251,7 @@ def _compare(
 ) -> None:
     from seqcast import compare as comparing
     from seqcast import plots
+    from seqcast import report as reporting
 
     comparing.parse_models(models)  # fail on a bad name before any training
 
@@ -273,7 +274,10 @@ def _compare(
     board = result.leaderboard
     staging = _staged(out_dir)
     try:
-        board.to_csv(staging / "leaderboard.csv", index=False, float_format="%.6g")
+        # the report's table prints the same figures, so it shares the float format
+        board.to_csv(
+            staging / "leaderboard.csv", index=False, float_format=reporting.CSV_FLOAT_FORMAT
+        )
         best = result.best
         fig = plots.plot_forecast(
             result.train,
@@ -286,13 +290,14 @@ def _compare(
         plots.save_figure(fig, staging / "forecast.png")
         plots.save_figure(plots.plot_leaderboard(board), staging / "leaderboard.png")
         result.forecasters[best].save(staging / "best_model")
+        reporting.write_html(result, staging / "report.html", title=title)
         _publish(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     out.print(_table(board, title=title or "Leaderboard (sorted by MASE)"))
     out.print(
-        f"best: {best}; wrote {out_dir}/leaderboard.csv, forecast.png, leaderboard.png, "
-        f"best_model/ in {time.perf_counter() - started:.0f} s"
+        f"best: {best}; wrote {out_dir}/report.html, leaderboard.csv, forecast.png, "
+        f"leaderboard.png, best_model/ in {time.perf_counter() - started:.0f} s"
     )
 
 
