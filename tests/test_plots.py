@@ -14,9 +14,13 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from seqcast.errors import SeqcastError  # noqa: E402
 from seqcast.plots import (  # noqa: E402
+    figure_png,
     plot_forecast,
     plot_leaderboard,
     plot_learning_curves,
+    plot_loss_curves,
+    plot_model_forecasts,
+    plot_series_panels,
     save_figure,
 )
 from seqcast.training import History  # noqa: E402
@@ -198,6 +202,101 @@ def test_leaderboard_bad_input(table, metric, words):
         plot_leaderboard(table, metric=metric)
     for word in words:
         assert word in str(err.value)
+
+
+# ----------------------------------------------------------------------------- small multiples
+def _visible(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+def test_model_forecasts_one_panel_per_model_on_one_scale():
+    ids = ["a", "b"]
+    forecasts = {
+        "lstm": _forecast(ids),
+        "naive": _forecast(ids, levels=()),  # a model without intervals: no band, still drawn
+        "gru": _forecast(ids),
+        "wavenet": _forecast(ids),
+    }
+    fig = plot_model_forecasts(
+        _history(ids), forecasts, truth=_truth(ids), unique_id="b", titles={"gru": "2. gru"}
+    )
+    axes = _visible(fig)
+    assert len(fig.axes) == 6 and len(axes) == 4  # 3 across; the 2 spare cells are hidden
+    assert [ax.get_title(loc="left") for ax in axes] == ["lstm", "naive", "2. gru", "wavenet"]
+    assert [len(_bands(ax)) for ax in axes] == [1, 0, 1, 1]
+    assert len({ax.get_ylim() for ax in axes}) == 1  # heights compare across panels
+    # series "b" (level 1 in the fixtures), not "a": its forecast line sits at 1
+    assert set(axes[0].lines[1].get_ydata()) == {1}
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:2] == ["80% interval", "history"]
+    assert all(ax.get_legend() is None for ax in axes)  # one legend for the figure
+
+
+def test_model_forecasts_default_series_and_history_tail():
+    fig = plot_model_forecasts(_history(["a", "b"]), {"m": _forecast(["a", "b"])}, max_history=5)
+    (ax,) = _visible(fig)
+    assert len(ax.lines[0].get_xdata()) == 5
+    assert set(ax.lines[1].get_ydata()) == {0}  # series "a", the first
+
+
+@pytest.mark.parametrize(
+    ("forecasts", "kwargs", "words"),
+    [
+        ({}, {}, ["non-empty dict"]),
+        ({"m": _forecast().drop(columns="y_hat")}, {}, ["forecasts['m']", "'y_hat'"]),
+        ({"m": _forecast(["a"]), "n": _forecast(["b"])}, {}, ["'a'", "not in the forecast"]),
+        ({"m": _forecast()}, {"ncols": 0}, ["ncols"]),
+        ({"m": _forecast()}, {"max_history": 0}, ["max_history"]),
+    ],
+)
+def test_model_forecasts_bad_input(forecasts, kwargs, words):
+    with pytest.raises(SeqcastError) as err:
+        plot_model_forecasts(_history(["a", "b"]), forecasts, **kwargs)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_series_panels_in_the_order_given_with_own_scales():
+    ids = ["a", "b", "c", "d"]
+    fig = plot_series_panels(
+        _history(ids), _forecast(ids), ["d", "a"], truth=_truth(ids), titles={"d": "worst: d"}
+    )
+    axes = _visible(fig)
+    assert [ax.get_title(loc="left") for ax in axes] == ["worst: d", "a"]
+    assert axes[0].get_ylim() != axes[1].get_ylim()  # series differ in level
+    assert len(_bands(axes[0])) == 1 and len(axes[0].lines) == 4
+
+
+def test_series_panels_unknown_series():
+    with pytest.raises(SeqcastError, match="'zzz' is not in the forecast"):
+        plot_series_panels(_history(), _forecast(), ["zzz"])
+
+
+def test_loss_curves_one_panel_per_model_loss_and_val_loss_only():
+    histories = {
+        "lstm": History({"loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.7, 0.6], "mae": [1, 1, 1]}),
+        "gru": {"loss": [100.0, 1.0, 0.01]},
+    }
+    fig = plot_loss_curves(histories)
+    lstm, gru = _visible(fig)
+    assert [ax.get_title(loc="left") for ax in (lstm, gru)] == ["lstm", "gru"]
+    assert [line.get_label() for line in lstm.lines] == ["loss", "val_loss"]
+    assert lstm.lines[1].get_linestyle() == "--"
+    assert list(lstm.lines[0].get_xdata()) == [1, 2, 3]
+    assert gru.get_yscale() == "log" and lstm.get_yscale() == "linear"
+    assert all(float(t).is_integer() for t in lstm.get_xticks())  # whole epochs
+
+
+@pytest.mark.parametrize("bad", [{}, {"m": {"mae": [1.0]}}, {"m": {}}, [1, 2]])
+def test_loss_curves_bad_input(bad):
+    with pytest.raises(SeqcastError):
+        plot_loss_curves(bad)
+
+
+def test_figure_png_returns_bytes():
+    data = figure_png(plot_loss_curves({"m": {"loss": [1.0, 0.5]}}), dpi=50)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    with pytest.raises(SeqcastError, match="Figure"):
+        figure_png("not a figure")
 
 
 # ----------------------------------------------------------------------------- saving

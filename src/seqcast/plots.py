@@ -413,9 +413,9 @@ def plot_loss_curves(histories: Mapping[str, Any], ncols: int = 3) -> Figure:
         positive = positive[np.isfinite(positive) & (positive > 0)]
         if len(positive) and positive.max() > 100 * positive.min():
             ax.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
         ax.set_xlabel("epoch", fontsize=8)
         _tidy_panel(ax, name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))  # whole epochs only
     _figure_legend(fig, axes[0])
     return fig
 
@@ -466,7 +466,7 @@ def _tidy_panel(ax: Axes, title: str) -> None:
     ax.set_ylabel("")
     lines = [line for line in ax.lines if len(line.get_xdata()) > 2]
     if lines and np.issubdtype(np.asarray(lines[0].get_xdata()).dtype, np.datetime64):
-        locator = AutoDateLocator(maxticks=5)
+        locator = AutoDateLocator(minticks=3, maxticks=8)  # fewer warn: months step by 6 at most
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     else:
