@@ -341,8 +341,8 @@ section { margin-bottom: 8px; }
   background: #e6f4ea; border-left: 6px solid #2e8b57; }
 .verdict.worse { background: #fdf3e1; border-left-color: #d9822b; }
 .note { color: #4a525c; font-size: 14px; margin: 4px 0 10px; }
-.board { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
-.board figure { flex: 1 1 420px; max-width: 720px; }
+.board { display: flex; flex-direction: column; gap: 16px; align-items: flex-start; }
+.board figure { max-width: 800px; }
 table { border-collapse: collapse; background: #fff; font-size: 14px; }
 th, td { padding: 5px 10px; border-bottom: 1px solid #e3e6ea; }
 th { background: #eef0f3; text-align: right; font-weight: 600; }
