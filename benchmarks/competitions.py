@@ -21,7 +21,10 @@ Quick numbers are not comparable with the published ones.
 Models:
   --models  seqcast models by name (`seqcast.models.list_models()`, or "auto"), each fitted as
             one global `Forecaster(name, horizon=h, season=period, seed=seed)` per group, then
-            `.predict(intervals=[80, 95])`. Models other than "auto" also get a window: --window,
+            `.predict(intervals=[80, 95])`. "auto" is told the competition's measure
+            (`auto_options={"metric": ...}`: sMAPE for M3 and M1, MAPE for Tourism), which
+            it trains with and chooses its combination by. Models other than "auto" also get
+            a window: --window,
             or by default max(2*period, 2*h), capped at (shortest training series - h), since a
             fit needs window + h points in every series, and at (80% of the longest - h), so
             that one training window precedes the Forecaster's validation split; and --epochs
@@ -283,12 +286,18 @@ def default_window(group: Group) -> int:
     return max(1, min(max(2 * group.period, 2 * group.h), cap))
 
 
+#: each competition's own accuracy measure
+OFFICIAL_METRIC = {"m3": "smape", "m1": "smape", "tourism": "mape"}
+
+
 def seqcast_params(name: str, group: Group, window: int | None, epochs: int | None) -> dict:
     from seqcast.models import BASELINES
 
     params = {"horizon": group.h, "season": group.period}
     if name == "auto":
-        return params
+        # auto is told what the forecasts will be judged by, as a user would tell it: it
+        # then trains with that loss and chooses its combination by it on its backtest
+        return params | {"auto_options": {"metric": OFFICIAL_METRIC[group.dataset]}}
     params["window"] = window or default_window(group)
     if epochs is not None and name not in BASELINES:
         params["epochs"] = epochs

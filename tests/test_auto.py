@@ -99,6 +99,35 @@ def test_losses_equal_the_metrics_on_the_series_scale():
     assert float(ensemble.smape_loss(pred, y)) == pytest.approx(metrics.smape(truth, fc), 1e-10)
 
 
+def test_mape_loss_equals_mape_and_skips_zero_actuals():
+    rng = np.random.default_rng(2)
+    rel_true, rel_pred = rng.normal(0, 0.2, (3, 4)), rng.normal(0, 0.2, (3, 4))
+    offset = np.full((3, 4), np.log(50.0))
+    pred, y = _channels(rel_true, rel_pred, offset, 1.0, 1.0, 1.0)
+    truth, fc = np.exp(offset + rel_true), np.exp(offset + rel_pred)
+    assert float(ensemble.mape_loss(pred, y)) == pytest.approx(metrics.mape(truth, fc), 1e-10)
+    pred, y = _channels(np.array([[0.0, 1.0]]), np.array([[1.0, 2.0]]), np.zeros((1, 2)), 0.0,
+                        1.0, 1.0)  # fmt: skip
+    # additive: truth (0, 1), forecast (1, 2): the zero actual is left out, MAPE = 100
+    assert float(ensemble.mape_loss(pred, y)) == pytest.approx(100.0)
+
+
+def test_the_judging_metric_sets_the_first_loss_and_the_choice():
+    from seqcast.auto import AutoSettings
+
+    assert AutoSettings().loss_names == ("smape", "mase", "mae")
+    assert AutoSettings(metric="mape").loss_names == ("mape", "mase", "mae")
+    assert AutoSettings(metric="mase").loss_names == ("mase", "mae")
+    with pytest.raises(SeqcastError, match="auto metric"):
+        AutoSettings(metric="rmse").check()
+    truth = np.array([[10.0, 10.0]])
+    # a over-forecasts by 50%, b under-forecasts by 40%: sMAPE prefers a, MAPE prefers b
+    fc = {"a": truth * 1.5, "b": truth * 0.6}
+    combos = {"a": ("a",), "b": ("b",)}
+    board = selection.score_candidates(fc, truth, np.array([1.0]), combos, "mape")
+    assert selection.choose(board, "smape") == "a" and selection.choose(board, "mape") == "b"
+
+
 def test_masked_targets_do_not_count():
     pred, y = _channels(np.zeros((1, 2)), np.array([[0.0, 5.0]]), np.zeros((1, 2)), 0.0, 1.0, 1.0)
     y[0, 1, ensemble.MASK] = 0

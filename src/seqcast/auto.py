@@ -15,7 +15,8 @@ forecasters found to work, in one place:
 4. The combination (mean of some members) chosen by a rolling-origin backtest on the end of
    the training part (`seqcast.selection`): never on the forecast period.
 5. Conformal intervals from the same backtest's errors over all series, on the log scale for
-   positive series (so they scale with the series).
+   positive series (so they scale with the series) and relative to each series' own noise
+   level (so smooth series get narrow intervals and noisy ones wide).
 
 Series shorter than a window are padded with a mask channel (counted in `notes`).
 """
@@ -43,7 +44,8 @@ class AutoSettings:
     """The recipe's knobs; their defaults are what the competition benchmark runs."""
 
     lookbacks: tuple[float, ...] = (1.5, 3.0)  # input windows, as multiples of max(H, season)
-    losses: tuple[str, ...] = ("smape", "mase", "mae")
+    # None: the loss of `metric` (what the forecasts will be judged by), MASE and MAE
+    losses: tuple[str, ...] | None = None
     seeds: tuple[int, ...] = (0,)
     units: int = 256
     epochs: int = 40  # at most; early stopping picks the number
@@ -54,24 +56,30 @@ class AutoSettings:
     # AutoARIMA joins the statistical members when the data has at most this many points in
     # all: its model search costs 10 to 100 times ETS's (statsforecast's published figures)
     arima_max_points: int = 20_000
-    metric: str = "smape"  # what the backtest chooses by
+    metric: str = "smape"  # what the forecasts are judged by: smape, mase or mape
     refit: bool = True
     max_windows_per_series: int = 400  # the most recent ones; bounds long series' weight
     n_jobs: int = -1  # statsforecast's processes (-1: one per core)
     threads: int | None = None  # torch threads while training (None: seqcast's default)
 
+    @property
+    def loss_names(self) -> tuple[str, ...]:
+        if self.losses is not None:
+            return tuple(self.losses)
+        return tuple(dict.fromkeys((self.metric, "mase", "mae")))
+
     def check(self) -> AutoSettings:
-        for name in self.losses:
+        if self.metric not in selection.METRICS:
+            raise SeqcastError(
+                f"auto metric must be one of {', '.join(selection.METRICS)}, got {self.metric!r}"
+            )
+        for name in self.loss_names:
             if name not in ensemble.LOSSES:
                 raise SeqcastError(
                     f"unknown auto loss {name!r}; expected some of {', '.join(ensemble.LOSSES)}"
                 )
         if not self.lookbacks or min(self.lookbacks) <= 0:
             raise SeqcastError(f"auto lookbacks must be positive multiples, got {self.lookbacks}")
-        if self.metric not in selection.METRICS:
-            raise SeqcastError(
-                f"auto metric must be one of {', '.join(selection.METRICS)}, got {self.metric!r}"
-            )
         return self
 
 
@@ -110,7 +118,7 @@ class AutoModel:
         self.members_ = []
         nn_backtest = []
         for lookback in self.lookbacks_:
-            for loss in s.losses:
+            for loss in s.loss_names:
                 for seed in s.seeds:
                     member, forecast = self._fit_member(values, backtest, lookback, loss, seed)
                     self.members_.append(member)
@@ -175,7 +183,7 @@ class AutoModel:
         )
         candidates = ensemble.combinations(["nn", *self.statistical_])
         board = selection.score_candidates(
-            forecasts, backtest.truth, backtest.mase_scale, candidates
+            forecasts, backtest.truth, backtest.mase_scale, candidates, self.settings.metric
         )
         self.choice_ = selection.choose(board, self.settings.metric)
         self.scores_ = board.to_dict("records")
@@ -205,7 +213,10 @@ class AutoModel:
         out = {"y_hat": point[:, :horizon]}
         for level in levels:
             radius = uncertainty.conformal_radius(self.residuals_, level)
-            lo, hi = _band(point, radius, transforms)
+            noise = np.array(
+                [noise_scale(t, v, self.season) for t, v in zip(transforms, values, strict=True)]
+            )
+            lo, hi = _band(point, radius[None, :] * noise[:, None], transforms)
             out[f"y_lo_{level}"], out[f"y_hi_{level}"] = lo[:, :horizon], hi[:, :horizon]
         return out
 
@@ -259,7 +270,8 @@ class AutoModel:
     def from_state(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> AutoModel:
         settings = dict(config["settings"])
         for key in ("lookbacks", "losses", "seeds", "statistical"):
-            settings[key] = tuple(settings[key])
+            if settings[key] is not None:
+                settings[key] = tuple(settings[key])
         model = cls(config["horizon"], config["season"], AutoSettings(**settings))
         model.lookbacks_ = [int(v) for v in config["lookbacks"]]
         model.origins_ = int(config["origins"])
@@ -283,27 +295,32 @@ class AutoModel:
 
     def describe(self) -> str:
         best = self.scores_[0] if self.scores_ else None
-        score = f" (backtest sMAPE {best['smape']:.2f})" if best else ""
+        metric = self.settings.metric
+        score = f" (backtest {_METRIC_NAMES[metric]} {best[metric]:.2f})" if best else ""
         return (
             f"auto: {len(self.members_)} networks + {', '.join(self.statistical_) or 'none'}; "
             f"chose {self.choice_}{score}"
         )
 
 
+_METRIC_NAMES = {"smape": "sMAPE", "mase": "MASE", "mape": "MAPE"}
+
+
 def _band(point: np.ndarray, radius: np.ndarray, transforms) -> tuple[np.ndarray, np.ndarray]:
-    """Intervals around `point` from radii on the normalised scale: multiplicative (a ratio)
-    for log series with a positive forecast, else additive in the series' scale."""
+    """Intervals around `point` (series, horizon) from radii on the normalised scale, one row
+    per series: multiplicative (a ratio) for log series with a positive forecast, else
+    additive in the series' scale."""
     lo, hi = np.empty_like(point), np.empty_like(point)
     for i, t in enumerate(transforms):
         p = point[i]
         if t.log:
-            ratio = np.exp(np.minimum(radius, 700.0))
+            ratio = np.exp(np.minimum(radius[i], 700.0))
             positive = p > 0
             width = np.abs(p) * (ratio - 1)
             lo[i] = np.where(positive, p / ratio, p - width)
             hi[i] = np.where(positive, p * ratio, p + width)
         else:
-            lo[i], hi[i] = p - radius * t.scale, p + radius * t.scale
+            lo[i], hi[i] = p - radius[i] * t.scale, p + radius[i] * t.scale
     return lo, hi
 
 
@@ -402,20 +419,38 @@ class _Backtest:
         return np.array([_mase_scale(h, self.season) for h in self.histories()])
 
     def residuals(self, forecast: np.ndarray) -> np.ndarray:
-        """Absolute errors on the normalised scale: log ratios for log series (forecasts at
-        or below 0 count as infinitely far), multiples of the scale s otherwise."""
+        """Absolute errors on the normalised scale (log ratios for log series, forecasts at or
+        below 0 counting as infinitely far; multiples of the scale s otherwise), each divided
+        by its series' own noise level (`noise_scale` of the history before the origin)."""
         truth = self.truth
         out = np.empty_like(forecast)
-        for row, i in enumerate(self.series):
+        for row, (i, e) in enumerate(zip(self.series, self.ends, strict=True)):
             t = self.transforms[int(i)]
+            noise = noise_scale(t, self.values[int(i)][: e + 1], self.season)
             if t.log:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ratio = np.log(truth[row]) - np.log(np.where(forecast[row] > 0, forecast[row],
                                                                  np.nan))  # fmt: skip
-                out[row] = np.where(np.isfinite(ratio), np.abs(ratio), np.inf)
+                out[row] = np.where(np.isfinite(ratio), np.abs(ratio), np.inf) / noise
             else:
-                out[row] = np.abs(truth[row] - forecast[row]) / t.scale
+                out[row] = np.abs(truth[row] - forecast[row]) / t.scale / noise
         return out
+
+
+def noise_scale(t: pipeline.SeriesTransform, history: np.ndarray, season: int) -> float:
+    """How much a series moves from one season (or step) to the next on the normalised scale:
+    the mean |u_t - u_(t-m)| of its history (lag 1 below two seasons; 1 for a flat series).
+
+    Conformal residuals are divided by it, and radii multiplied back, so that one quantile
+    over all series gives smooth series narrow intervals and noisy ones wide: normalised
+    (locally weighted) split conformal prediction, as valid as the plain one when the
+    residuals / scale are exchangeable."""
+    u = t.to_u(np.asarray(history, dtype=np.float64))
+    lag = season if season > 1 and len(u) > season else 1
+    if len(u) <= lag:
+        return 1.0
+    value = float(np.mean(np.abs(u[lag:] - u[:-lag])))
+    return value if value > 0 and np.isfinite(value) else 1.0
 
 
 def _mase_scale(history: np.ndarray, season: int) -> float:

@@ -58,6 +58,14 @@ def smape_loss(pred: Tensor, y: Tensor) -> Tensor:
     return _masked_mean(ratio, y[..., MASK])
 
 
+def mape_loss(pred: Tensor, y: Tensor) -> Tensor:
+    """100 |y - f| / |y| (the Tourism competition's measure); targets at 0 do not count."""
+    truth, fc = _original(y[..., TARGET], y), _original(pred, y)
+    nonzero = truth.abs() > 0
+    ratio = 100.0 * (truth - fc).abs() / torch.where(nonzero, truth.abs(), torch.ones_like(truth))
+    return _masked_mean(ratio, y[..., MASK] * nonzero)
+
+
 def mase_loss(pred: Tensor, y: Tensor) -> Tensor:
     """|y - f| over the series' in-sample seasonal-naive MAE."""
     truth, fc = _original(y[..., TARGET], y), _original(pred, y)
@@ -71,6 +79,7 @@ def mae_loss(pred: Tensor, y: Tensor) -> Tensor:
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "smape": smape_loss,
+    "mape": mape_loss,
     "mase": mase_loss,
     "mae": mae_loss,
 }

@@ -19,7 +19,7 @@ from seqcast.data import pipeline
 
 #: forecasts per horizon step the backtest aims for (series x origins)
 MIN_BACKTEST_FORECASTS = 60
-METRICS = ("smape", "mase")
+METRICS = ("smape", "mase", "mape")
 
 
 def origins(n_series: int, horizon: int, typical_length: int | None = None) -> int:
@@ -40,6 +40,15 @@ def smape_per_window(truth: np.ndarray, forecast: np.ndarray) -> np.ndarray:
     return ratio.mean(axis=1)
 
 
+def mape_per_window(truth: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """100 |y - f| / |y| over the points whose actual is not 0 (MAPE is undefined there);
+    NaN for a window of zeros, which the scores then leave out."""
+    nonzero = truth != 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(nonzero, 100.0 * np.abs(truth - forecast) / np.abs(truth), 0.0)
+        return ratio.sum(axis=1) / nonzero.sum(axis=1)
+
+
 def mase_per_window(truth: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.abs(truth - forecast).mean(axis=1) / scale
 
@@ -49,9 +58,10 @@ def score_candidates(
     truth: np.ndarray,
     scale: np.ndarray,
     candidates: dict[str, tuple[str, ...]],
+    metric: str = "smape",
 ) -> pd.DataFrame:
-    """sMAPE and MASE of every candidate combination over all backtest windows (rows of
-    `truth`, (windows, horizon)); sorted best first by sMAPE, then MASE."""
+    """sMAPE, MASE and MAPE of every candidate combination over all backtest windows (rows of
+    `truth`, (windows, horizon)); sorted best first by `metric`, the others breaking ties."""
     rows = []
     for name, members in candidates.items():
         fc = ensemble.combine(forecasts, members)
@@ -60,13 +70,15 @@ def score_candidates(
                 "candidate": name,
                 "smape": float(smape_per_window(truth, fc).mean()),
                 "mase": float(mase_per_window(truth, fc, scale).mean()),
+                "mape": float(np.nanmean(mape_per_window(truth, fc))),
             }
         )
     board = pd.DataFrame(rows)
-    return board.sort_values(["smape", "mase"], kind="stable").reset_index(drop=True)
+    order = [metric, *[m for m in METRICS if m != metric]]
+    return board.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def choose(board: pd.DataFrame, metric: str = "smape") -> str:
-    """The candidate with the lowest `metric`; the other metric breaks ties."""
+    """The candidate with the lowest `metric`; the others break ties."""
     ordered = board.sort_values([metric, *[m for m in METRICS if m != metric]], kind="stable")
     return str(ordered["candidate"].iloc[0])
