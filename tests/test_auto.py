@@ -268,3 +268,27 @@ def test_auto_refuses_covariates_and_mc_dropout():
         seqcast.Forecaster("auto", horizon=6, covariates=["x"]).fit(frame)
     with pytest.raises(SeqcastError, match="conformal"):
         seqcast.Forecaster("auto", horizon=6, interval_method="mc_dropout").fit(frame)
+
+
+def test_noise_scale_is_the_mean_seasonal_step_on_the_normalised_scale():
+    from seqcast.auto import noise_scale
+
+    y = np.exp(0.1 * np.arange(20))  # log steps of exactly 0.1
+    t = pipeline.fit_transform(y, 1)
+    assert noise_scale(t, y, 1) == pytest.approx(0.1)
+    flat = np.full(10, 5.0)
+    assert noise_scale(pipeline.fit_transform(flat, 1), flat, 1) == 1.0
+
+
+def test_noisier_series_get_wider_intervals_at_the_same_level():
+    rng = np.random.default_rng(4)
+    rows = []
+    for i, sigma in enumerate([0.01] * 5 + [0.1] * 5):
+        y = 100 * np.exp(np.cumsum(rng.normal(0.01, sigma, 50)))
+        rows.append(pd.DataFrame({"unique_id": f"s{i}", "ds": np.arange(50), "y": y}))
+    frame = pd.concat(rows)
+    fc = seqcast.Forecaster("auto", horizon=4, auto_options=QUICK).fit(frame)
+    pred = fc.predict(intervals=[80])
+    width = (np.log(pred["y_hi_80"]) - np.log(pred["y_lo_80"])).groupby(pred["unique_id"]).mean()
+    smooth, noisy = width[[f"s{i}" for i in range(5)]], width[[f"s{i}" for i in range(5, 10)]]
+    assert noisy.min() > 3 * smooth.max()
