@@ -276,8 +276,10 @@ def test_rnn_rejects_bad_input():
         SimpleRNN(3, activation="tanhh")
     with pytest.raises(SeqcastError, match="expected initial_state of shapes"):
         layer(torch.randn(2, 3, 5), [torch.zeros(2, 4)])
-    with pytest.raises(SeqcastError, match="unknown argument"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'peepholes'"):
         LSTM(3, peepholes=True)
+    with pytest.raises(TypeError, match="recurrent_activation"):
+        SimpleRNN(3, recurrent_activation="sigmoid")  # Keras' SimpleRNN has none either
 
 
 def test_torch_implementation_refuses_configurations_it_cannot_compute():

@@ -1,9 +1,16 @@
 """PyTorch modules with Keras semantics: cells, recurrent layers, wrappers, convolutions."""
 
-from seqcast.layers.base import Layer, deserialize, serialize
+from seqcast.layers.base import Layer, deserialize, mask_of, registered_layers, serialize
 from seqcast.layers.cells import GRUCell, LSTMCell, SimpleRNNCell
 from seqcast.layers.conv import Conv1D, WaveNet, receptive_field
-from seqcast.layers.core import Dense, Dropout, Flatten, LayerNormalization, RepeatVector
+from seqcast.layers.core import (
+    Dense,
+    Dropout,
+    Flatten,
+    LayerNormalization,
+    Masking,
+    RepeatVector,
+)
 from seqcast.layers.norm_cells import LayerNormGRUCell, LayerNormLSTMCell, LayerNormSimpleRNNCell
 from seqcast.layers.recurrent import GRU, LSTM, RNN, SimpleRNN
 from seqcast.layers.scan import MinGRU, MinLSTM
@@ -13,6 +20,8 @@ __all__ = [
     "Layer",
     "serialize",
     "deserialize",
+    "registered_layers",
+    "mask_of",
     "SimpleRNNCell",
     "LSTMCell",
     "GRUCell",
@@ -32,6 +41,7 @@ __all__ = [
     "Dropout",
     "LayerNormalization",
     "RepeatVector",
+    "Masking",
     "Conv1D",
     "WaveNet",
     "receptive_field",

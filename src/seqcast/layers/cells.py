@@ -1,18 +1,24 @@
 """Recurrent cells: the math of one time step, written once.
 
 A cell does one step and declares `state_size`; `seqcast.layers.RNN` owns the loop over time,
-the direction and `return_*` (the Keras split). Every built-in cell splits its step in two so
-the loop can hoist the input side out of the time loop:
+the direction, masks and `return_*` (the Keras split). Every built-in cell splits its step in
+two so the loop can hoist the input side out of the time loop:
 
     z_t = project_inputs(x)[:, t]         # one matmul over all time steps, before the loop
     y_t, states_t = step(z_t, states_{t-1}, rmask)
 
 `forward(x_t, states)` is the plain Keras cell call, `step(project_inputs(x_t), states)`.
 
+A cell also declares, in `kernel()`, which compiled kernel computes its step exactly for its
+configuration (None: none does); `RNN` alone decides which path runs. The declaration is not
+inherited: a subclass, which may change the math, runs the Python loop unless it declares a
+kernel itself.
+
 Weights use PyTorch's layout and gate order (`weight_ih` (G*H, F), `weight_hh` (G*H, H),
 one `bias` (G*H,) as Keras counts it), so the fused `torch.nn` kernels take them unchanged.
 Initialisation follows Keras: glorot-uniform input kernel, orthogonal recurrent kernel, zero
-bias (LSTM: forget-gate bias 1).
+bias (LSTM: forget-gate bias 1). `activation` and `recurrent_activation` take Keras' names
+(`seqcast.layers.activations`) or a callable (which runs, but cannot be saved in a config).
 
 `rmask` is the recurrent-dropout mask, one per sequence, (batch, units) or None: only the
 recurrent product sees `h * rmask`; the carried state is never masked.
@@ -33,28 +39,48 @@ from seqcast.layers import _compiled, activations
 from seqcast.layers.base import Layer, Shape
 
 States = list[Tensor]
+Activation = str | Callable[[Tensor], Tensor] | None
 
 
-class RecurrentCell(Layer):
-    """Shared parameters and plumbing of the built-in cells (`gates` blocks of `units`)."""
+def _activation(activation: Activation) -> tuple[str | None, Callable[[Tensor], Tensor]]:
+    """(name or None for an unnamed callable, function); an unknown name raises."""
+    function = activations.get(activation)
+    return activations.name_of(activation), function
+
+
+class RecurrentCell(Layer, abstract=True):
+    """What the built-in cells share: `units`, `activation`, the dropout rates, the
+    `gates` blocks of input and recurrent weights, and the plain cell call.
+
+    Subclasses write `step` (their equations) and declare `kernel`.
+    """
 
     gates: ClassVar[int] = 1
 
     def __init__(
         self,
         units: int,
-        activation: str | Callable | None = "tanh",
+        activation: Activation = "tanh",
         use_bias: bool = True,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.units = check_positive_int("units", units)
-        self.activation_name = activations.name_of(activation)
-        self.activation = activations.get(activation)
+        self.activation_name, self.activation = _activation(activation)
         self.use_bias = bool(use_bias)
         self.dropout = check_rate("dropout", dropout)
         self.recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kernel" not in vars(cls):
+            cls.kernel = RecurrentCell.kernel  # type: ignore[method-assign]
+
+    def kernel(self) -> str | None:
+        """The compiled kernel that computes this cell's step exactly, for its configuration:
+        a name `RNN` knows, or None (the Python loop). Declared per class, not inherited."""
+        return None
 
     # -- shapes ---------------------------------------------------------------------------------
     @property
@@ -68,6 +94,13 @@ class RecurrentCell(Layer):
     @property
     def input_size(self) -> int | None:
         return None if self.input_shape is None else self.input_shape[-1]
+
+    @property
+    def deterministic(self) -> bool:
+        return self.dropout == 0 and self.recurrent_dropout == 0
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (input_shape[0], self.output_size)
 
     def build(self, input_shape: Shape) -> None:
         features = input_shape[-1]
@@ -98,29 +131,28 @@ class RecurrentCell(Layer):
     def step(self, z: Tensor, states: States, rmask: Tensor | None = None) -> tuple[Tensor, States]:
         raise NotImplementedError
 
-    def forward(self, x: Tensor, states: Sequence[Tensor]) -> tuple[Tensor, States]:
+    def forward(self, x: Tensor, states: Sequence[Tensor] | None = None) -> tuple[Tensor, States]:
+        """One step: x_t (batch, features) and the states (zeros when None) -> (y_t, states)."""
         if x.dim() != 2:
             raise SeqcastError(
                 f"{type(self).__name__}: expected a step input of shape (batch, features), "
                 f"got {tuple(x.shape)}"
             )
-        return self.step(self.project_inputs(x), list(states))
-
-    # -- the whole sequence in compiled code (None when this cell has no kernel) ---------------
-    def run_compiled(
-        self, z: Tensor, states: States, rmask: Tensor | None
-    ) -> tuple[Tensor, States] | None:
-        return None
-
-    def run_compiled_steps(
-        self, x: Tensor, states: States, rmask: Tensor | None
-    ) -> tuple[Tensor, States] | None:
-        """Like `run_compiled`, from the inputs x (B, T, F) rather than their projection, for
-        kernels that work step-major (None when this cell has no such kernel)."""
-        return None
+        states = self.initial_state(x.shape[0], x) if states is None else list(states)
+        return self.step(self.project_inputs(x), states)
 
     def _recurrent(self, h: Tensor, rmask: Tensor | None) -> Tensor:
         return F.linear(h if rmask is None else h * rmask, self.weight_hh)
+
+    # -- config ---------------------------------------------------------------------------------
+    def _name_for_config(self, argument: str, name: str | None) -> str:
+        if name is None:
+            raise SeqcastError(
+                f"{type(self).__name__}: `{argument}` is a function with no name, so it cannot "
+                f"be stored in a config; pass one of {', '.join(activations.NAMES)} to make "
+                "the layer saveable"
+            )
+        return name
 
     def extra_repr(self) -> str:
         return f"units={self.units}, activation={self.activation_name!r}"
@@ -128,7 +160,7 @@ class RecurrentCell(Layer):
     def get_config(self) -> dict[str, Any]:
         return {
             "units": self.units,
-            "activation": self.activation_name,
+            "activation": self._name_for_config("activation", self.activation_name),
             "use_bias": self.use_bias,
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
@@ -145,17 +177,13 @@ class SimpleRNNCell(RecurrentCell):
 
     gates = 1
 
+    def kernel(self) -> str | None:
+        name = self.activation_name
+        return f"simple_rnn_{name}" if name in _compiled.ACTIVATIONS else None
+
     def step(self, z: Tensor, states: States, rmask: Tensor | None = None) -> tuple[Tensor, States]:
         h = self.activation(z + self._recurrent(states[0], rmask))
         return h, [h]
-
-    def run_compiled(self, z, states, rmask):
-        if self.activation_name not in ("tanh", "relu", "sigmoid", "linear"):
-            return None
-        out, h = _compiled.simple_rnn_sequence(
-            z, self.weight_hh, states[0], self.activation_name, rmask
-        )
-        return out, [h]
 
 
 class LSTMCell(RecurrentCell):
@@ -165,19 +193,36 @@ class LSTMCell(RecurrentCell):
     .. math::
         z &= x_t W_{ih}^T + b + h_{t-1} W_{hh}^T \\
         i &= \sigma(z_i + p_i \odot c_{t-1}), \quad f = \sigma(z_f + p_f \odot c_{t-1}),
-        \quad g = \tanh(z_g) \\
+        \quad g = \mathrm{act}(z_g) \\
         c_t &= f \odot c_{t-1} + i \odot g \\
-        o &= \sigma(z_o + p_o \odot c_t), \quad h_t = o \odot \tanh(c_t)
+        o &= \sigma(z_o + p_o \odot c_t), \quad h_t = o \odot \mathrm{act}(c_t)
 
-    Without peepholes p = 0. Parameters 4(F*H + H*H + H), plus 3H peephole weights.
-    State: [h, c].
+    σ is `recurrent_activation` (sigmoid), act is `activation` (tanh), as in Keras. Without
+    peepholes p = 0. Parameters 4(F*H + H*H + H), plus 3H peephole weights. State: [h, c].
     """
 
     gates = 4
 
-    def __init__(self, units: int, peephole: bool = False, **kwargs: Any) -> None:
-        super().__init__(units, **kwargs)
+    def __init__(
+        self,
+        units: int,
+        activation: Activation = "tanh",
+        recurrent_activation: Activation = "sigmoid",
+        use_bias: bool = True,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        peephole: bool = False,
+    ) -> None:
+        super().__init__(units, activation, use_bias, dropout, recurrent_dropout)
+        self.recurrent_activation_name, self.recurrent_activation = _activation(
+            recurrent_activation
+        )
         self.peephole = bool(peephole)
+
+    def kernel(self) -> str | None:
+        if (self.activation_name, self.recurrent_activation_name) != ("tanh", "sigmoid"):
+            return None
+        return "peephole_lstm" if self.peephole else "lstm"
 
     @property
     def state_size(self) -> tuple[int, int]:
@@ -197,34 +242,29 @@ class LSTMCell(RecurrentCell):
             nn.init.uniform_(self.peephole_weight, -limit, limit)
 
     def step(self, z: Tensor, states: States, rmask: Tensor | None = None) -> tuple[Tensor, States]:
+        act, gate = self.activation, self.recurrent_activation
         h, c = states
         zi, zf, zg, zo = (z + self._recurrent(h, rmask)).chunk(4, dim=-1)
         p = self.peephole_weight
         if p is not None:
             zi, zf = zi + p[0] * c, zf + p[1] * c
-        c = torch.sigmoid(zf) * c + torch.sigmoid(zi) * torch.tanh(zg)
+        c = gate(zf) * c + gate(zi) * act(zg)
         if p is not None:
             zo = zo + p[2] * c
-        h = torch.sigmoid(zo) * torch.tanh(c)
+        h = gate(zo) * act(c)
         return h, [h, c]
 
-    def run_compiled_steps(self, x, states, rmask):
-        # Step-major all the way: x.permute is free when x is the output of a stacked LSTM
-        # (a (B, T, H) view of (T, H, B) memory), and the output goes on as such a view, so
-        # stacked layers never transpose. The input projection runs inside the kernel.
-        out, h, c = _compiled.lstm_layer(
-            x.permute(1, 2, 0), self.weight_ih, self.weight_hh, self.bias,
-            states[0], states[1], self.peephole_weight, rmask,
-        )  # fmt: skip
-        return out.permute(2, 0, 1), [h, c]
-
     def extra_repr(self) -> str:
-        return f"units={self.units}, peephole={self.peephole}"
+        return f"{super().extra_repr()}, peephole={self.peephole}"
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        del config["activation"]
-        return {**config, "peephole": self.peephole}
+        return {
+            **super().get_config(),
+            "recurrent_activation": self._name_for_config(
+                "recurrent_activation", self.recurrent_activation_name
+            ),
+            "peephole": self.peephole,
+        }
 
 
 class GRUCell(RecurrentCell):
@@ -234,20 +274,39 @@ class GRUCell(RecurrentCell):
 
     .. math::
         a &= h_{t-1} W_{hh}^T + b_{hh} \\
-        r &= \sigma(x_r + a_r), \quad z = \sigma(x_z + a_z), \quad n = \tanh(x_n + r \odot a_n) \\
+        r &= \sigma(x_r + a_r), \quad z = \sigma(x_z + a_z),
+        \quad n = \mathrm{act}(x_n + r \odot a_n) \\
         h_t &= (1 - z) \odot n + z \odot h_{t-1}
 
     reset_after=False (the original v3 form), no recurrent bias:
-    r, z as above with a = h W_hh^T, and n = tanh(x_n + (r ⊙ h) W_hn^T).
+    r, z as above with a = h W_hh^T, and n = act(x_n + (r ⊙ h) W_hn^T).
 
-    Here x_* = x_t W_ih^T + b. Parameters 3(F*H + H*H + H), plus 3H with reset_after.
+    Here x_* = x_t W_ih^T + b; σ is `recurrent_activation` (sigmoid), act is `activation`
+    (tanh). Parameters 3(F*H + H*H + H), plus 3H with reset_after.
     """
 
     gates = 3
 
-    def __init__(self, units: int, reset_after: bool = True, **kwargs: Any) -> None:
-        super().__init__(units, **kwargs)
+    def __init__(
+        self,
+        units: int,
+        activation: Activation = "tanh",
+        recurrent_activation: Activation = "sigmoid",
+        use_bias: bool = True,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        reset_after: bool = True,
+    ) -> None:
+        super().__init__(units, activation, use_bias, dropout, recurrent_dropout)
+        self.recurrent_activation_name, self.recurrent_activation = _activation(
+            recurrent_activation
+        )
         self.reset_after = bool(reset_after)
+
+    def kernel(self) -> str | None:
+        if (self.activation_name, self.recurrent_activation_name) != ("tanh", "sigmoid"):
+            return None
+        return "gru" if self.reset_after else "gru_reset_before"
 
     def build(self, input_shape: Shape) -> None:
         with_bias = self.reset_after and self.use_bias
@@ -260,31 +319,30 @@ class GRUCell(RecurrentCell):
             nn.init.zeros_(self.bias_hh)
 
     def step(self, z: Tensor, states: States, rmask: Tensor | None = None) -> tuple[Tensor, States]:
+        act, gate = self.activation, self.recurrent_activation
         h = states[0]
         hm = h if rmask is None else h * rmask
         xr, xz, xn = z.chunk(3, dim=-1)
         if self.reset_after:
             ar, az, an = F.linear(hm, self.weight_hh, self.bias_hh).chunk(3, dim=-1)
-            r, u = torch.sigmoid(xr + ar), torch.sigmoid(xz + az)
-            n = torch.tanh(xn + r * an)
+            r, u = gate(xr + ar), gate(xz + az)
+            n = act(xn + r * an)
         else:
             w_r, w_z, w_n = self.weight_hh.chunk(3, dim=0)
-            r = torch.sigmoid(xr + F.linear(hm, w_r))
-            u = torch.sigmoid(xz + F.linear(hm, w_z))
-            n = torch.tanh(xn + F.linear(r * hm, w_n))
+            r = gate(xr + F.linear(hm, w_r))
+            u = gate(xz + F.linear(hm, w_z))
+            n = act(xn + F.linear(r * hm, w_n))
         h = (1 - u) * n + u * h
         return h, [h]
 
-    def run_compiled(self, z, states, rmask):
-        out, h = _compiled.gru_sequence(
-            z, self.weight_hh, states[0], self.bias_hh, self.reset_after, rmask
-        )
-        return out, [h]
-
     def extra_repr(self) -> str:
-        return f"units={self.units}, reset_after={self.reset_after}"
+        return f"{super().extra_repr()}, reset_after={self.reset_after}"
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        del config["activation"]
-        return {**config, "reset_after": self.reset_after}
+        return {
+            **super().get_config(),
+            "recurrent_activation": self._name_for_config(
+                "recurrent_activation", self.recurrent_activation_name
+            ),
+            "reset_after": self.reset_after,
+        }

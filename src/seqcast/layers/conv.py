@@ -91,6 +91,10 @@ class Conv1D(Layer):
     def receptive_field(self) -> int:
         return self.dilation_rate * (self.kernel_size - 1) + 1
 
+    @property
+    def causal(self) -> bool:
+        return self.padding == "causal" and self.strides == 1
+
     # -- shapes ---------------------------------------------------------------------------------
     def _check_input(self, shape: Shape) -> None:
         check_input_3d(shape, self.in_features, "Conv1D")
@@ -198,6 +202,8 @@ class WaveNet(Layer):
     Every output step t depends only on inputs at steps <= t; `receptive_field` is
     1 + sum(rate * (kernel_size - 1)) (WaveNet(20) with (1, 2, 4, 8) * 2: 31).
     """
+
+    causal = True
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""Core layers with Keras semantics: Dense, Flatten, Dropout, LayerNormalization, RepeatVector.
+"""Core layers with Keras semantics: Dense, Flatten, Dropout, LayerNormalization, RepeatVector,
+Masking.
 
 Weights use Keras' layout (`Dense.kernel` is (in_features, units)) and Keras' default
 initialisers (glorot_uniform kernels, zero biases, ones/zeros for layer-norm gamma/beta), so
@@ -17,9 +18,9 @@ from torch import nn
 
 from seqcast.errors import SeqcastError, check_positive_int, check_rate, format_shape
 from seqcast.layers import activations
-from seqcast.layers.base import Layer, Shape
+from seqcast.layers.base import Layer, Shape, with_mask
 
-__all__ = ["Dense", "Flatten", "Dropout", "LayerNormalization", "RepeatVector"]
+__all__ = ["Dense", "Flatten", "Dropout", "LayerNormalization", "RepeatVector", "Masking"]
 
 
 # -- helpers shared with conv.py ----------------------------------------------------------------
@@ -78,6 +79,8 @@ class Dense(Layer):
 
     #: Acts on each time step separately (see `seqcast.layers.conv.receptive_field`).
     receptive_field: ClassVar[int] = 1
+    causal = True
+    supports_masking = True
 
     def __init__(
         self, units: int, activation: str | Callable | None = None, use_bias: bool = True
@@ -174,10 +177,16 @@ class Dropout(Layer):
     """
 
     receptive_field: ClassVar[int] = 1
+    causal = True
+    supports_masking = True
 
     def __init__(self, rate: float) -> None:
         super().__init__()
         self.rate = check_rate("rate", rate)
+
+    @property
+    def deterministic(self) -> bool:
+        return self.rate == 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.rate == 0.0:
@@ -201,6 +210,8 @@ class LayerNormalization(Layer):
     """
 
     receptive_field: ClassVar[int] = 1
+    causal = True
+    supports_masking = True
 
     def __init__(self, epsilon: float = 1e-3, center: bool = True, scale: bool = True) -> None:
         super().__init__()
@@ -276,3 +287,48 @@ class RepeatVector(Layer):
 
     def extra_repr(self) -> str:
         return f"n={self.n}"
+
+
+class Masking(Layer):
+    """Marks the time steps to skip, as Keras' `Masking`: a step whose features all equal
+    `mask_value` is masked. (B, T, F) -> (B, T, F), the input with masked steps zeroed
+    (x * mask), carrying the (B, T) boolean mask (True: the step counts) to the layers after
+    it; the recurrent layers then skip the masked steps (see `seqcast.layers.RNN`).
+    """
+
+    receptive_field: ClassVar[int] = 1
+    causal = True
+    supports_masking = True
+
+    def __init__(self, mask_value: float = 0.0) -> None:
+        super().__init__()
+        try:
+            self.mask_value = float(mask_value)
+        except (TypeError, ValueError):
+            raise SeqcastError(f"`mask_value` must be a number, got {mask_value!r}") from None
+
+    def _check(self, shape: Shape) -> None:
+        if len(shape) != 3:
+            raise SeqcastError(
+                f"Masking: expected input of shape (batch, time, features), "
+                f"got {format_shape(shape)}"
+            )
+
+    def build(self, input_shape: Shape) -> None:
+        self._check(tuple(input_shape))
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        self._check(tuple(input_shape))
+        return tuple(input_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(tuple(x.shape))
+        keep = (x != self.mask_value).any(dim=-1)  # (B, T)
+        return with_mask(x * keep.unsqueeze(-1).to(x.dtype), keep)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"mask_value": self.mask_value}
+
+    def extra_repr(self) -> str:
+        return f"mask_value={self.mask_value}"

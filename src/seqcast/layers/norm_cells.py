@@ -2,8 +2,9 @@
 
 Layer normalisation over the feature axis keeps the recurrent pre-activations at a steady
 scale, which steadies gradients over long sequences without batch statistics. Each cell keeps
-the weight layout of its plain counterpart in `cells.py` and adds the normalisation's gain and
-shift. `epsilon` defaults to Keras' 1e-3.
+the weight layout of its plain counterpart in `cells.py` and adds, through `add_layer_norm`,
+the gain and shift of each normalisation it applies (`norm_gain`, `norm_shift`, ...).
+`epsilon` defaults to Keras' 1e-3.
 """
 
 from __future__ import annotations
@@ -14,32 +15,41 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from seqcast.errors import SeqcastError
 from seqcast.layers import _compiled
-from seqcast.layers.base import Shape
-from seqcast.layers.cells import GRUCell, LSTMCell, RecurrentCell, SimpleRNNCell, States
+from seqcast.layers.base import Layer, Shape
+from seqcast.layers.cells import Activation, RecurrentCell, States, _activation
 
 
-def _layer_norm(x: Tensor, gain: Tensor, shift: Tensor, eps: float) -> Tensor:
-    return F.layer_norm(x, x.shape[-1:], gain, shift, eps)
+# -- the layer-norm helper the cells compose ---------------------------------------------------
+def add_layer_norm(cell: Layer, name: str, width: int) -> None:
+    """Give `cell` a layer normalisation over `width` features: the parameters `{name}_gain`
+    (ones) and `{name}_shift` (zeros), kept on the cell under those names."""
+    cell.register_parameter(f"{name}_gain", nn.Parameter(torch.ones(width)))
+    cell.register_parameter(f"{name}_shift", nn.Parameter(torch.zeros(width)))
 
 
-class _NormParams:
-    """Mixin: gain/shift pairs for `count` normalised vectors of `width` features each."""
-
-    def _add_norms(self: Any, names: tuple[str, ...], width: int) -> None:
-        for name in names:
-            self.register_parameter(f"{name}_gain", nn.Parameter(torch.ones(width)))
-            self.register_parameter(f"{name}_shift", nn.Parameter(torch.zeros(width)))
-
-    def _norm(self: Any, name: str, x: Tensor) -> Tensor:
-        gain, shift = getattr(self, f"{name}_gain"), getattr(self, f"{name}_shift")
-        return _layer_norm(x, gain, shift, self.epsilon)
-
-    def run_compiled_steps(self, x: Tensor, states: Any, rmask: Tensor | None) -> None:
-        return None  # the normalised cells' kernels (where they have one) take the projection
+def reset_layer_norm(cell: Layer, name: str) -> None:
+    nn.init.ones_(getattr(cell, f"{name}_gain"))
+    nn.init.zeros_(getattr(cell, f"{name}_shift"))
 
 
-class LayerNormSimpleRNNCell(_NormParams, SimpleRNNCell):
+def layer_norm(cell: Layer, name: str, x: Tensor, epsilon: float) -> Tensor:
+    r"""`cell`'s normalisation `name` over the last axis of x:
+    :math:`\gamma \odot (x - \mathrm{mean}(x)) / \sqrt{\mathrm{var}(x) + \epsilon} + \beta`."""
+    gain, shift = getattr(cell, f"{name}_gain"), getattr(cell, f"{name}_shift")
+    return F.layer_norm(x, x.shape[-1:], gain, shift, epsilon)
+
+
+def _check_epsilon(epsilon: Any) -> float:
+    value = float(epsilon)
+    if not value > 0:
+        raise SeqcastError(f"`epsilon` must be a positive number, got {epsilon!r}")
+    return value
+
+
+# -- the cells ------------------------------------------------------------------------------------
+class LayerNormSimpleRNNCell(RecurrentCell):
     r"""The Hands-on ML `LNSimpleRNNCell`: a linear SimpleRNN step, layer norm, then the
     activation.
 
@@ -49,116 +59,173 @@ class LayerNormSimpleRNNCell(_NormParams, SimpleRNNCell):
     Parameters: F*H + H*H + H + 2H (the notes' count: SimpleRNNCell + LayerNormalization).
     """
 
-    def __init__(self, units: int, activation: Any = "tanh", epsilon: float = 1e-3, **kw: Any):
-        super().__init__(units, activation=activation, **kw)
-        self.epsilon = float(epsilon)
+    gates = 1
+
+    def __init__(
+        self,
+        units: int,
+        activation: Activation = "tanh",
+        use_bias: bool = True,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        epsilon: float = 1e-3,
+    ) -> None:
+        super().__init__(units, activation, use_bias, dropout, recurrent_dropout)
+        self.epsilon = _check_epsilon(epsilon)
+
+    def kernel(self) -> str | None:
+        name = self.activation_name
+        return f"ln_simple_rnn_{name}" if name in _compiled.ACTIVATIONS else None
 
     def build(self, input_shape: Shape) -> None:
+        add_layer_norm(self, "norm", self.units)
         super().build(input_shape)
-        self._add_norms(("norm",), self.units)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        reset_layer_norm(self, "norm")
 
     def step(self, z: Tensor, states: States, rmask: Tensor | None = None) -> tuple[Tensor, States]:
-        h = self.activation(self._norm("norm", z + self._recurrent(states[0], rmask)))
+        s = z + self._recurrent(states[0], rmask)
+        h = self.activation(layer_norm(self, "norm", s, self.epsilon))
         return h, [h]
-
-    def run_compiled(self, z, states, rmask):
-        if self.activation_name not in ("tanh", "relu", "sigmoid", "linear"):
-            return None
-        out, h = _compiled.ln_simple_rnn_sequence(
-            z,
-            self.weight_hh,
-            states[0],
-            self.norm_gain,
-            self.norm_shift,
-            self.epsilon,
-            self.activation_name,
-            rmask,
-        )
-        return out, [h]
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
-class LayerNormLSTMCell(_NormParams, LSTMCell):
+class LayerNormLSTMCell(RecurrentCell):
     r"""LSTM with the input and recurrent projections normalised separately, and the cell state
     normalised before it is carried (as TensorFlow Addons' `LayerNormLSTMCell`):
 
     .. math::
         z &= \mathrm{LN}_x(x_t W_{ih}^T) + \mathrm{LN}_h(h_{t-1} W_{hh}^T) + b \\
-        c_t &= \mathrm{LN}_c(\sigma(z_f) \odot c_{t-1} + \sigma(z_i) \odot \tanh(z_g)) \\
-        h_t &= \sigma(z_o) \odot \tanh(c_t)
+        c_t &= \mathrm{LN}_c(\sigma(z_f) \odot c_{t-1} + \sigma(z_i) \odot \mathrm{act}(z_g)) \\
+        h_t &= \sigma(z_o) \odot \mathrm{act}(c_t)
 
-    LN_x and LN_h act over all 4H features. Parameters: those of LSTMCell plus 2(4H + 4H + H).
+    σ is `recurrent_activation` (sigmoid), act is `activation` (tanh). LN_x and LN_h act over
+    all 4H features. Parameters: those of LSTMCell plus 2(4H + 4H + H). State: [h, c].
     """
 
-    def __init__(self, units: int, epsilon: float = 1e-3, **kw: Any) -> None:
-        super().__init__(units, peephole=False, **kw)
-        self.epsilon = float(epsilon)
+    gates = 4
+
+    def __init__(
+        self,
+        units: int,
+        activation: Activation = "tanh",
+        recurrent_activation: Activation = "sigmoid",
+        use_bias: bool = True,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        epsilon: float = 1e-3,
+    ) -> None:
+        super().__init__(units, activation, use_bias, dropout, recurrent_dropout)
+        self.recurrent_activation_name, self.recurrent_activation = _activation(
+            recurrent_activation
+        )
+        self.epsilon = _check_epsilon(epsilon)
+
+    @property
+    def state_size(self) -> tuple[int, int]:
+        return (self.units, self.units)
 
     def build(self, input_shape: Shape) -> None:
+        add_layer_norm(self, "input_norm", 4 * self.units)
+        add_layer_norm(self, "recurrent_norm", 4 * self.units)
+        add_layer_norm(self, "state_norm", self.units)
         super().build(input_shape)
-        self._add_norms(("input_norm", "recurrent_norm"), 4 * self.units)
-        self._add_norms(("state_norm",), self.units)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.bias is not None:
+            self.bias.data[self.units : 2 * self.units] = 1.0  # Keras' unit_forget_bias
+        for name in ("input_norm", "recurrent_norm", "state_norm"):
+            reset_layer_norm(self, name)
 
     def project_inputs(self, x: Tensor) -> Tensor:
-        z = self._norm("input_norm", F.linear(x, self.weight_ih))
+        z = layer_norm(self, "input_norm", F.linear(x, self.weight_ih), self.epsilon)
         return z if self.bias is None else z + self.bias
 
     def step(self, z: Tensor, states: States, rmask: Tensor | None = None) -> tuple[Tensor, States]:
+        act, gate = self.activation, self.recurrent_activation
         h, c = states
-        z = z + self._norm("recurrent_norm", self._recurrent(h, rmask))
+        z = z + layer_norm(self, "recurrent_norm", self._recurrent(h, rmask), self.epsilon)
         zi, zf, zg, zo = z.chunk(4, dim=-1)
-        c = torch.sigmoid(zf) * c + torch.sigmoid(zi) * torch.tanh(zg)
-        c = self._norm("state_norm", c)
-        h = torch.sigmoid(zo) * torch.tanh(c)
+        c = layer_norm(self, "state_norm", gate(zf) * c + gate(zi) * act(zg), self.epsilon)
+        h = gate(zo) * act(c)
         return h, [h, c]
 
-    def run_compiled(self, z, states, rmask):
-        return None
-
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        del config["peephole"]
-        return {**config, "epsilon": self.epsilon}
+        return {
+            **super().get_config(),
+            "recurrent_activation": self._name_for_config(
+                "recurrent_activation", self.recurrent_activation_name
+            ),
+            "epsilon": self.epsilon,
+        }
 
 
-class LayerNormGRUCell(_NormParams, GRUCell):
+class LayerNormGRUCell(RecurrentCell):
     r"""GRU (reset_after form) with the input and recurrent projections normalised separately:
 
     .. math::
         x &= \mathrm{LN}_x(x_t W_{ih}^T) + b, \quad a = \mathrm{LN}_h(h_{t-1} W_{hh}^T) \\
-        r &= \sigma(x_r + a_r), \quad z = \sigma(x_z + a_z), \quad n = \tanh(x_n + r \odot a_n) \\
+        r &= \sigma(x_r + a_r), \quad z = \sigma(x_z + a_z),
+        \quad n = \mathrm{act}(x_n + r \odot a_n) \\
         h_t &= (1 - z) \odot n + z \odot h_{t-1}
 
-    LN_x and LN_h act over all 3H features. Parameters: F*3H + H*3H + 3H + 2(3H + 3H).
+    σ is `recurrent_activation` (sigmoid), act is `activation` (tanh). LN_x and LN_h act over
+    all 3H features; the recurrent norm's shift plays the part of GRUCell's b_hh, so there is
+    one bias. Parameters: F*3H + H*3H + 3H + 2(3H + 3H).
     """
 
-    def __init__(self, units: int, epsilon: float = 1e-3, **kw: Any) -> None:
-        super().__init__(units, reset_after=True, **kw)
-        self.epsilon = float(epsilon)
+    gates = 3
+
+    def __init__(
+        self,
+        units: int,
+        activation: Activation = "tanh",
+        recurrent_activation: Activation = "sigmoid",
+        use_bias: bool = True,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        epsilon: float = 1e-3,
+    ) -> None:
+        super().__init__(units, activation, use_bias, dropout, recurrent_dropout)
+        self.recurrent_activation_name, self.recurrent_activation = _activation(
+            recurrent_activation
+        )
+        self.epsilon = _check_epsilon(epsilon)
 
     def build(self, input_shape: Shape) -> None:
-        self.bias_hh = None  # one bias only: the recurrent norm's shift plays b_hh's part
-        RecurrentCell.build(self, input_shape)
-        self._add_norms(("input_norm", "recurrent_norm"), 3 * self.units)
+        add_layer_norm(self, "input_norm", 3 * self.units)
+        add_layer_norm(self, "recurrent_norm", 3 * self.units)
+        super().build(input_shape)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        for name in ("input_norm", "recurrent_norm"):
+            reset_layer_norm(self, name)
 
     def project_inputs(self, x: Tensor) -> Tensor:
-        z = self._norm("input_norm", F.linear(x, self.weight_ih))
+        z = layer_norm(self, "input_norm", F.linear(x, self.weight_ih), self.epsilon)
         return z if self.bias is None else z + self.bias
 
     def step(self, z: Tensor, states: States, rmask: Tensor | None = None) -> tuple[Tensor, States]:
+        act, gate = self.activation, self.recurrent_activation
         h = states[0]
         xr, xz, xn = z.chunk(3, dim=-1)
-        ar, az, an = self._norm("recurrent_norm", self._recurrent(h, rmask)).chunk(3, dim=-1)
-        r, u = torch.sigmoid(xr + ar), torch.sigmoid(xz + az)
-        h = (1 - u) * torch.tanh(xn + r * an) + u * h
+        a = layer_norm(self, "recurrent_norm", self._recurrent(h, rmask), self.epsilon)
+        ar, az, an = a.chunk(3, dim=-1)
+        r, u = gate(xr + ar), gate(xz + az)
+        h = (1 - u) * act(xn + r * an) + u * h
         return h, [h]
 
-    def run_compiled(self, z, states, rmask):
-        return None
-
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        del config["reset_after"]
-        return {**config, "epsilon": self.epsilon}
+        return {
+            **super().get_config(),
+            "recurrent_activation": self._name_for_config(
+                "recurrent_activation", self.recurrent_activation_name
+            ),
+            "epsilon": self.epsilon,
+        }

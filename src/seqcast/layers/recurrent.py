@@ -1,20 +1,26 @@
 """`RNN(cell)`: the time loop over any cell, and the SimpleRNN / LSTM / GRU layers on top.
 
 The loop owns direction (`go_backwards`), what is returned (`return_sequences`,
-`return_state`), initial states and the dropout masks; cells own the math of one step.
+`return_state`), initial states, masks and the dropout masks; cells own the math of one step.
 
-How a sequence is run (`implementation`):
-- "torch": PyTorch's fused kernels, for configurations they compute exactly (`_fused.py`);
+How a sequence is run (`implementation`), chosen here and nowhere else, from the kernel the
+cell declares (`cell.kernel()`):
+- "torch": PyTorch's fused kernels, for the kernels they compute exactly (`_fused.KERNELS`);
 - "compiled": the whole recurrence, forward and backward, in seqcast's C++ kernels
-  (`_compiled.py`), for the built-in cells on CPU;
+  (`_compiled.py`), on CPU, where one is available (else the loop);
 - "loop": the input side of every step in one matmul before the loop (`project_inputs`), then
-  a Python loop over `step` (any device, any cell; custom cells always run this way);
+  a Python loop over `step` (any device, any cell, any mask; custom cells always run this way);
 - "auto" (default): the fastest available of the above for the configuration and device.
+
+Masks (Keras semantics): a (batch, time) boolean mask, given as `mask=` or attached by
+`Masking`, marks the steps to skip. A masked step leaves the states as they were and outputs
+the previous step's output (zeros before the first unmasked step, or always with
+`zero_output_for_mask`). Masked sequences run the Python loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -22,13 +28,57 @@ from torch import Tensor, nn
 
 from seqcast.errors import SeqcastError, check_choice, check_input_3d
 from seqcast.layers import _compiled, _fused
-from seqcast.layers.base import Layer, Shape, deserialize, serialize
-from seqcast.layers.cells import GRUCell, LSTMCell, RecurrentCell, SimpleRNNCell, States
+from seqcast.layers.base import Layer, Shape, deserialize, mask_of, serialize, with_mask
+from seqcast.layers.cells import Activation, GRUCell, LSTMCell, RecurrentCell, SimpleRNNCell, States
 
 IMPLEMENTATIONS = ("auto", "torch", "compiled", "loop")
 
-# Cells whose compiled kernel measured faster than torch.nn on CPU (benchmarks/layers.py).
-_COMPILED_BEATS_TORCH_ON_CPU = (GRUCell, SimpleRNNCell, LSTMCell)
+
+# -- the compiled kernels, by the names cells declare -----------------------------------------
+def _lstm_kernel(cell: LSTMCell, x: Tensor, states: States, rmask: Tensor | None):
+    # Step-major all the way: x.permute is free when x is the output of a stacked LSTM
+    # (a (B, T, H) view of (T, H, B) memory), and the output goes on as such a view, so
+    # stacked layers never transpose. The input projection runs inside the kernel.
+    out, h, c = _compiled.lstm_layer(
+        x.permute(1, 2, 0), cell.weight_ih, cell.weight_hh, cell.bias,
+        states[0], states[1], cell.peephole_weight, rmask,
+    )  # fmt: skip
+    return out.permute(2, 0, 1), [h, c]
+
+
+def _gru_kernel(cell: GRUCell, x: Tensor, states: States, rmask: Tensor | None):
+    z = cell.project_inputs(x)
+    out, h = _compiled.gru_sequence(
+        z, cell.weight_hh, states[0], cell.bias_hh, cell.reset_after, rmask
+    )
+    return out, [h]
+
+
+def _simple_rnn_kernel(cell: SimpleRNNCell, x: Tensor, states: States, rmask: Tensor | None):
+    z = cell.project_inputs(x)
+    out, h = _compiled.simple_rnn_sequence(
+        z, cell.weight_hh, states[0], cell.activation_name, rmask
+    )
+    return out, [h]
+
+
+def _ln_simple_rnn_kernel(cell: Any, x: Tensor, states: States, rmask: Tensor | None):
+    z = cell.project_inputs(x)
+    out, h = _compiled.ln_simple_rnn_sequence(
+        z, cell.weight_hh, states[0], cell.norm_gain, cell.norm_shift, cell.epsilon,
+        cell.activation_name, rmask,
+    )  # fmt: skip
+    return out, [h]
+
+
+_COMPILED: dict[str, Callable[..., tuple[Tensor, States]]] = {
+    "lstm": _lstm_kernel,
+    "peephole_lstm": _lstm_kernel,
+    "gru": _gru_kernel,
+    "gru_reset_before": _gru_kernel,
+    **{f"simple_rnn_{name}": _simple_rnn_kernel for name in _compiled.ACTIVATIONS},
+    **{f"ln_simple_rnn_{name}": _ln_simple_rnn_kernel for name in _compiled.ACTIVATIONS},
+}
 
 
 def _state_sizes(cell: nn.Module) -> tuple[int, ...]:
@@ -56,12 +106,15 @@ class RNN(Layer):
     Returns y (batch, units), or (batch, time, units) with `return_sequences`; with
     `return_state`, `(y, *final_states)`. With `go_backwards` the input is read from the last
     step to the first and the output sequence comes in that (reversed) order, as in Keras.
+    `forward(x, initial_state=None, mask=None)`: `mask` (batch, time), True where a step
+    counts (see the module docstring); by default the mask `Masking` attached to x, if any.
 
     Input dropout (`cell.dropout`) and recurrent dropout (`cell.recurrent_dropout`) draw one
     mask per sequence in training (Gal & Ghahramani 2016), as Keras does.
     """
 
     is_recurrent = True
+    supports_masking = True
 
     def __init__(
         self,
@@ -70,6 +123,7 @@ class RNN(Layer):
         return_state: bool = False,
         go_backwards: bool = False,
         implementation: str = "auto",
+        zero_output_for_mask: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(cell, nn.Module) or not callable(getattr(cell, "forward", None)):
@@ -78,10 +132,17 @@ class RNN(Layer):
                 f"got {type(cell).__name__}"
             )
         _state_sizes(cell)
+        if not isinstance(cell, RecurrentCell) and getattr(cell, "recurrent_dropout", 0) > 0:
+            raise SeqcastError(
+                f"RNN cannot apply recurrent dropout inside {type(cell).__name__}: only seqcast "
+                "cells take the recurrent mask; apply it in the cell's forward, or set "
+                "recurrent_dropout=0"
+            )
         self.cell = cell
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
         self.implementation = check_choice("implementation", implementation, IMPLEMENTATIONS)
 
     # -- building -------------------------------------------------------------------------------
@@ -89,6 +150,15 @@ class RNN(Layer):
     def units(self) -> int:
         size = getattr(self.cell, "output_size", None)
         return int(size) if size is not None else _state_sizes(self.cell)[0]
+
+    @property
+    def causal(self) -> bool:
+        return self.return_sequences and not self.go_backwards
+
+    @property
+    def deterministic(self) -> bool:
+        rates = (getattr(self.cell, "dropout", 0.0), getattr(self.cell, "recurrent_dropout", 0.0))
+        return rates == (0.0, 0.0) and super().deterministic
 
     def build(self, input_shape: Shape) -> None:
         check_input_3d(input_shape, layer=self._label())
@@ -107,69 +177,101 @@ class RNN(Layer):
         batch, time = input_shape[0], input_shape[1]
         return (batch, time, self.units) if self.return_sequences else (batch, self.units)
 
+    def compute_mask(self, x: Tensor, mask: Tensor) -> Tensor | None:
+        return mask if self.return_sequences else None
+
     # -- running --------------------------------------------------------------------------------
-    def forward(self, x: Tensor, initial_state: Sequence[Tensor] | None = None) -> Any:
+    def forward(
+        self,
+        x: Tensor,
+        initial_state: Sequence[Tensor] | None = None,
+        mask: Tensor | None = None,
+    ) -> Any:
         check_input_3d(tuple(x.shape), self.input_shape[-1], layer=self._label())
+        mask = self._check_mask(x, mask_of(x) if mask is None else mask)
         if self.go_backwards:
             x = x.flip(1)
         states = self._initial_states(x, initial_state)
         x, rmask = self._apply_dropout(x)
-        out, states = self._run(x, states, rmask)
+        steps = None if mask is None else (mask.flip(1) if self.go_backwards else mask)
+        out, states = self._run(x, states, rmask, steps)
         y = out if self.return_sequences else out[:, -1]
+        if self.return_sequences:
+            with_mask(y, mask)
         return (y, *states) if self.return_state else y
 
-    def _run(self, x: Tensor, states: States, rmask: Tensor | None) -> tuple[Tensor, States]:
-        cell, path = self.cell, self._path(x, rmask)
+    def _run(
+        self, x: Tensor, states: States, rmask: Tensor | None, mask: Tensor | None = None
+    ) -> tuple[Tensor, States]:
+        path = self._path(x, rmask, mask)
         if path == "torch":
-            return _fused.run_fused(cell, x, states)
-        if not isinstance(cell, RecurrentCell):
-            return self._custom_loop(x, states)
+            return _fused.run_fused(self.cell.kernel(), self.cell, x, states)
         if path == "compiled":
-            result = cell.run_compiled_steps(x, states, rmask)
-            if result is not None:
-                return result
-        z = cell.project_inputs(x)  # (B, T, F) -> (B, T, G*H), hoisted out of the loop
-        if path == "compiled":
-            result = cell.run_compiled(z, states, rmask)
-            if result is not None:
-                return result
-        outputs = []
-        for t in range(z.shape[1]):
-            y, states = cell.step(z[:, t], states, rmask)
-            outputs.append(y)
-        return torch.stack(outputs, dim=1), states
+            return _COMPILED[self.cell.kernel()](self.cell, x, states, rmask)
+        return self._loop(x, states, rmask, mask)
 
-    def _path(self, x: Tensor, rmask: Tensor | None) -> str:
-        cell, wanted = self.cell, self.implementation
-        fusable = rmask is None and _fused.can_fuse(cell)
+    def _path(self, x: Tensor, rmask: Tensor | None, mask: Tensor | None = None) -> str:
+        """Where this call runs: "torch", "compiled" or "loop"."""
+        kernel = self.cell.kernel() if isinstance(self.cell, RecurrentCell) else None
+        plain = mask is None
+        fusable = plain and rmask is None and kernel in _fused.KERNELS
         compilable = (
-            isinstance(cell, RecurrentCell)
+            plain
+            and kernel in _COMPILED
             and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.float64)
             and _compiled.available()
         )
+        wanted = self.implementation
         if wanted == "torch" and not fusable:
             raise SeqcastError(
                 f"{self._label()}: implementation='torch' needs a configuration torch.nn "
-                "computes exactly (no peephole, no layer norm, no recurrent dropout in "
-                "training, GRU with reset_after=True, SimpleRNN with tanh or relu); "
-                "use implementation='auto'"
+                "computes exactly (LSTM without peephole, GRU with reset_after=True, "
+                "SimpleRNN with tanh or relu; default activations, no layer norm, no mask, no "
+                "recurrent dropout in training); use implementation='auto'"
             )
-        if wanted != "auto":
-            return wanted if wanted != "compiled" or compilable else "loop"
-        if fusable and (x.device.type != "cpu" or not compilable):
+        if wanted == "torch":
             return "torch"
-        if fusable and not isinstance(cell, _COMPILED_BEATS_TORCH_ON_CPU):
-            return "torch"
-        return "compiled" if compilable else ("torch" if fusable else "loop")
+        if wanted == "compiled":
+            return "compiled" if compilable else "loop"
+        if wanted == "loop":
+            return "loop"
+        # auto: on CPU every compiled kernel measured faster than torch.nn's (benchmarks/layers.py)
+        if compilable:
+            return "compiled"
+        return "torch" if fusable else "loop"
 
-    def _custom_loop(self, x: Tensor, states: States) -> tuple[Tensor, States]:
-        outputs = []
+    def _loop(
+        self, x: Tensor, states: States, rmask: Tensor | None, mask: Tensor | None
+    ) -> tuple[Tensor, States]:
+        cell = self.cell
+        hoisted = isinstance(cell, RecurrentCell)
+        z = cell.project_inputs(x) if hoisted else x  # (B, T, F) -> (B, T, G*H) in one matmul
+        outputs: list[Tensor] = []
         for t in range(x.shape[1]):
-            y, states = self.cell(x[:, t], states)
-            states = list(states) if isinstance(states, (list, tuple)) else [states]
+            if hoisted:
+                y, new = cell.step(z[:, t], states, rmask)
+            else:
+                y, new = cell(x[:, t], states)
+                new = list(new) if isinstance(new, (list, tuple)) else [new]
+            if mask is not None:
+                keep = mask[:, t, None]
+                new = [torch.where(keep, n, s) for n, s in zip(new, states, strict=True)]
+                carried = outputs[-1] if outputs and not self.zero_output_for_mask else None
+                y = torch.where(keep, y, torch.zeros_like(y) if carried is None else carried)
+            states = new
             outputs.append(y)
         return torch.stack(outputs, dim=1), states
+
+    def _check_mask(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        if mask is None:
+            return None
+        if tuple(mask.shape) != tuple(x.shape[:2]):
+            raise SeqcastError(
+                f"{self._label()}: expected a mask of shape (batch, time) = "
+                f"{tuple(x.shape[:2])}, got {tuple(mask.shape)}"
+            )
+        return mask.to(device=x.device, dtype=torch.bool)
 
     def _initial_states(self, x: Tensor, given: Sequence[Tensor] | None) -> States:
         sizes, batch = _state_sizes(self.cell), x.shape[0]
@@ -201,10 +303,8 @@ class RNN(Layer):
         return type(self).__name__
 
     def extra_repr(self) -> str:
-        flags = [
-            f for f in ("return_sequences", "return_state", "go_backwards") if getattr(self, f)
-        ]
-        return ", ".join(f"{f}=True" for f in flags)
+        flags = ("return_sequences", "return_state", "go_backwards", "zero_output_for_mask")
+        return ", ".join(f"{f}=True" for f in flags if getattr(self, f))
 
     def get_config(self) -> dict[str, Any]:
         if not isinstance(self.cell, Layer):
@@ -220,6 +320,7 @@ class RNN(Layer):
             "return_state": self.return_state,
             "go_backwards": self.go_backwards,
             "implementation": self.implementation,
+            "zero_output_for_mask": self.zero_output_for_mask,
         }
 
     @classmethod
@@ -228,78 +329,141 @@ class RNN(Layer):
         return cls(deserialize(config.pop("cell")), **config)
 
 
-class _CellLayer(RNN):
-    """A layer that owns its cell: flat Keras-style arguments, flat config."""
-
-    cell_class: type[RecurrentCell] = RecurrentCell
-    cell_args: tuple[str, ...] = ("units", "use_bias", "dropout", "recurrent_dropout")
+class SimpleRNN(RNN):
+    """Keras' `SimpleRNN(units, activation="tanh")`: `RNN(SimpleRNNCell(...))`, with the
+    cell's arguments and the loop's side by side, and a flat config."""
 
     def __init__(
         self,
         units: int,
         *,
+        activation: Activation = "tanh",
+        use_bias: bool = True,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
         return_sequences: bool = False,
         return_state: bool = False,
         go_backwards: bool = False,
+        zero_output_for_mask: bool = False,
         implementation: str = "auto",
-        **cell_kwargs: Any,
-    ):
-        unknown = sorted(set(cell_kwargs) - set(self.cell_args))
-        if unknown:
-            raise SeqcastError(
-                f"{type(self).__name__} got unknown argument(s) {unknown}; "
-                f"expected some of {sorted(self.cell_args)}"
-            )
+    ) -> None:
+        cell = SimpleRNNCell(units, activation, use_bias, dropout, recurrent_dropout)
         super().__init__(
-            self.cell_class(units, **cell_kwargs),
+            cell,
             return_sequences=return_sequences,
             return_state=return_state,
             go_backwards=go_backwards,
             implementation=implementation,
+            zero_output_for_mask=zero_output_for_mask,
         )
 
     def extra_repr(self) -> str:
-        inner = self.cell.extra_repr()
-        outer = super().extra_repr()
-        return f"{inner}, {outer}" if outer else inner
+        return ", ".join(filter(None, (self.cell.extra_repr(), super().extra_repr())))
 
     def get_config(self) -> dict[str, Any]:
-        cell = self.cell.get_config()
-        return {**{k: cell[k] for k in self.cell_args if k in cell}, **self._loop_config()}
+        return {**self.cell.get_config(), **self._loop_config()}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> RNN:
+    def from_config(cls, config: dict[str, Any]) -> SimpleRNN:
         return cls(**config)
 
 
-class SimpleRNN(_CellLayer):
-    """Keras' `SimpleRNN(units, activation="tanh")`: `RNN(SimpleRNNCell(...))`."""
+class LSTM(RNN):
+    """Keras' `LSTM(units)`: `RNN(LSTMCell(...))`, with `peephole=True` for Gers &
+    Schmidhuber's peephole connections. `return_state=True` returns `(output, h, c)`."""
 
-    cell_class = SimpleRNNCell
-    cell_args = (*_CellLayer.cell_args, "activation")
+    def __init__(
+        self,
+        units: int,
+        *,
+        activation: Activation = "tanh",
+        recurrent_activation: Activation = "sigmoid",
+        use_bias: bool = True,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        peephole: bool = False,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        zero_output_for_mask: bool = False,
+        implementation: str = "auto",
+    ) -> None:
+        cell = LSTMCell(
+            units, activation, recurrent_activation, use_bias, dropout, recurrent_dropout,
+            peephole,
+        )  # fmt: skip
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            implementation=implementation,
+            zero_output_for_mask=zero_output_for_mask,
+        )
+
+    def extra_repr(self) -> str:
+        return ", ".join(filter(None, (self.cell.extra_repr(), super().extra_repr())))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**self.cell.get_config(), **self._loop_config()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> LSTM:
+        return cls(**config)
 
 
-class LSTM(_CellLayer):
-    """Keras' `LSTM(units)`, with `peephole=True` for Gers & Schmidhuber's peephole
-    connections. `return_state=True` returns `(output, h, c)`."""
-
-    cell_class = LSTMCell
-    cell_args = (*_CellLayer.cell_args, "peephole")
-
-
-class GRU(_CellLayer):
+class GRU(RNN):
     """Keras' `GRU(units, reset_after=True)`: `RNN(GRUCell(...))`."""
 
-    cell_class = GRUCell
-    cell_args = (*_CellLayer.cell_args, "reset_after")
+    def __init__(
+        self,
+        units: int,
+        *,
+        activation: Activation = "tanh",
+        recurrent_activation: Activation = "sigmoid",
+        use_bias: bool = True,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        reset_after: bool = True,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        zero_output_for_mask: bool = False,
+        implementation: str = "auto",
+    ) -> None:
+        cell = GRUCell(
+            units, activation, recurrent_activation, use_bias, dropout, recurrent_dropout,
+            reset_after,
+        )  # fmt: skip
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            implementation=implementation,
+            zero_output_for_mask=zero_output_for_mask,
+        )
+
+    def extra_repr(self) -> str:
+        return ", ".join(filter(None, (self.cell.extra_repr(), super().extra_repr())))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**self.cell.get_config(), **self._loop_config()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> GRU:
+        return cls(**config)
 
 
 # -- stacked LSTM layers in one call -------------------------------------------------------------
 def lstm_stack_length(layers: Sequence[nn.Module], start: int, x: Tensor) -> int:
     """How many layers from `layers[start]` on can run on x as one `_compiled.lstm_stack` call:
-    consecutive built LSTM layers (any peephole, bias) that would take the compiled path, start
-    from zero states, draw no dropout mask, return no states and run forwards, each but the
-    last returning sequences. 0 when fewer than two: then each layer runs on its own."""
+    consecutive built LSTM-kernel layers (any peephole, bias) that would take the compiled path,
+    start from zero states, draw no dropout mask, see no mask, return no states and run
+    forwards, each but the last returning sequences. 0 when fewer than two: then each layer
+    runs on its own."""
+    if mask_of(x) is not None:
+        return 0
     count = 0
     for layer in layers[start:]:
         if not _stackable(layer, x):
@@ -314,8 +478,8 @@ def _stackable(layer: nn.Module, x: Tensor) -> bool:
     cell = getattr(layer, "cell", None)
     return (
         isinstance(layer, RNN)
-        and isinstance(cell, LSTMCell)
-        and type(cell).run_compiled_steps is LSTMCell.run_compiled_steps  # not a variant's
+        and isinstance(cell, RecurrentCell)
+        and cell.kernel() in ("lstm", "peephole_lstm")
         and layer.built
         and not layer.go_backwards
         and not layer.return_state

@@ -55,7 +55,7 @@ from torch.nn import functional as F
 
 from seqcast.errors import SeqcastError, check_choice, check_input_3d, check_positive_int
 from seqcast.layers import _compiled
-from seqcast.layers.base import Layer, Shape
+from seqcast.layers.base import Layer, Shape, mask_of
 
 __all__ = ["MinGRU", "MinLSTM", "IMPLEMENTATIONS", "g", "log_g", "log_space_scan"]
 
@@ -96,7 +96,7 @@ def log_space_scan(log_a: Tensor, log_b: Tensor, h0: Tensor | None = None) -> Te
 
 
 # -- the layers -------------------------------------------------------------------------------
-class _MinRNN(Layer):
+class _MinRNN(Layer, abstract=True):
     """Shared plumbing: `gates` input projections F -> H in one matrix, the scan and the loop.
 
     Subclasses define `gates` and turn the projected inputs z = x W^T + b (…, gates*H) into the
@@ -164,8 +164,22 @@ class _MinRNN(Layer):
         """(..., F) -> (..., gates*H): every input projection, bias included, in one matmul."""
         return F.linear(x, self.weight, self.bias)
 
-    def forward(self, x: Tensor, initial_state: Tensor | Sequence[Tensor] | None = None) -> Any:
+    @property
+    def causal(self) -> bool:
+        return self.return_sequences and not self.go_backwards
+
+    def forward(
+        self,
+        x: Tensor,
+        initial_state: Tensor | Sequence[Tensor] | None = None,
+        mask: Tensor | None = None,
+    ) -> Any:
         check_input_3d(tuple(x.shape), self.input_shape[-1], layer=self._label())
+        if mask is not None or mask_of(x) is not None:
+            raise SeqcastError(
+                f"{self._label()} does not support masks (its scan has no step to skip); "
+                "use LSTM, GRU or SimpleRNN for masked sequences, or drop the Masking layer"
+            )
         if self.go_backwards:
             x = x.flip(1)
         h0 = self._initial_state(x, initial_state)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from seqcast.errors import SeqcastError, check_choice, check_input_3d
-from seqcast.layers.base import Layer, Shape, deserialize, serialize
+from seqcast.layers.base import Layer, Shape, deserialize, mask_of, serialize
 from seqcast.layers.core import Dense
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -20,12 +20,18 @@ class Bidirectional(Layer):
 
     The backward copy has `go_backwards` flipped; with `return_sequences` its output is turned
     back to forward time order before the merge, so step t of both halves refers to input t.
-    `merge_mode`: "concat" (features 2H), "sum", "mul", "ave" (H), or None (a list
-    [forward, backward]). With `return_state`: `(merged, *forward_states, *backward_states)`.
+    `merge_mode`: "concat" (features 2H), "sum", "mul", "ave" (H), or None (the tuple
+    `(forward, backward)`). With `return_state`, as Keras 3:
+    `(merged, *forward_states, *backward_states)`, and with merge_mode None
+    `(forward, backward, *forward_states, *backward_states)`.
+
+    A mask (`mask=` or from `Masking`) goes to both halves; as in Keras, with
+    `return_sequences` masked steps output zeros (`zero_output_for_mask` is set on both).
     Parameters: twice the wrapped layer's.
     """
 
     is_recurrent = True
+    supports_masking = True
 
     def __init__(self, layer: Layer, merge_mode: str | None = "concat") -> None:
         super().__init__()
@@ -38,6 +44,9 @@ class Bidirectional(Layer):
         self.forward_layer = layer
         self.backward_layer = _fresh_copy(layer)
         self.backward_layer.go_backwards = not layer.go_backwards
+        for half in (self.forward_layer, self.backward_layer):
+            if hasattr(half, "zero_output_for_mask"):
+                half.zero_output_for_mask = half.return_sequences
 
     @property
     def return_sequences(self) -> bool:
@@ -60,24 +69,35 @@ class Bidirectional(Layer):
             return (*shape[:-1], 2 * shape[-1])
         return shape
 
-    def forward(self, x: Tensor, initial_state: list[Tensor] | None = None) -> Any:
+    @property
+    def causal(self) -> bool:
+        return False  # the backward half reads every step's future
+
+    def compute_mask(self, x: Tensor, mask: Tensor) -> Tensor | None:
+        return mask if self.return_sequences else None
+
+    def forward(
+        self, x: Tensor, initial_state: list[Tensor] | None = None, mask: Tensor | None = None
+    ) -> Any:
         fw_state = bw_state = None
         if initial_state is not None:
             half = len(initial_state) // 2
             fw_state, bw_state = list(initial_state[:half]), list(initial_state[half:])
-        fw = self.forward_layer(x, fw_state)
-        bw = self.backward_layer(x, bw_state)
-        fw_states: tuple = ()
-        bw_states: tuple = ()
+        mask = mask_of(x) if mask is None else mask
+        fw = self.forward_layer(x, fw_state, mask=mask)
+        bw = self.backward_layer(x, bw_state, mask=mask)
+        states: tuple = ()
         if self.return_state:
-            fw, *fw_states = fw
-            bw, *bw_states = bw
+            (fw, *fw_states), (bw, *bw_states) = fw, bw
+            states = (*fw_states, *bw_states)
         if self.return_sequences:
             bw = bw.flip(1)
+        if self.merge_mode is None:
+            return (fw, bw, *states)
         merged = self._merge(fw, bw)
-        return (merged, *fw_states, *bw_states) if self.return_state else merged
+        return (merged, *states) if self.return_state else merged
 
-    def _merge(self, fw: Tensor, bw: Tensor) -> Any:
+    def _merge(self, fw: Tensor, bw: Tensor) -> Tensor:
         mode = self.merge_mode
         if mode == "concat":
             return torch.cat([fw, bw], dim=-1)
@@ -85,9 +105,7 @@ class Bidirectional(Layer):
             return fw + bw
         if mode == "mul":
             return fw * bw
-        if mode == "ave":
-            return (fw + bw) / 2
-        return [fw, bw]
+        return (fw + bw) / 2  # "ave"
 
     def extra_repr(self) -> str:
         return f"merge_mode={self.merge_mode!r}"
@@ -116,8 +134,12 @@ class TimeDistributed(Layer):
     """Applies `layer` to every time step independently: (B, T, ...) -> (B, T, ...').
 
     The batch and time axes are merged into one for the call, so the wrapped layer runs once
-    over B*T rows rather than T times. Parameters: the wrapped layer's.
+    over B*T rows rather than T times. A mask on the input (from `Masking`) passes through to
+    the output. Parameters: the wrapped layer's.
     """
+
+    causal = True
+    supports_masking = True
 
     def __init__(self, layer: Layer) -> None:
         super().__init__()
