@@ -16,7 +16,7 @@ from seqcast.errors import SeqcastError
 from seqcast.layers import Dense, Flatten
 from seqcast.layers.base import Layer, Shape
 from seqcast.models.heads import dropout
-from seqcast.models.spec import ModelSpec, require_strategy
+from seqcast.models.spec import ModelSpec
 from seqcast.sequential import Sequential
 
 
@@ -83,6 +83,5 @@ def seasonal_naive(spec: ModelSpec) -> Sequential:
 
 def linear(spec: ModelSpec) -> Sequential:
     """The notes' Flatten + Dense: a linear autoregression over the window."""
-    require_strategy("linear", spec, ("direct", "recursive"))
     layers = [Flatten(), *dropout(spec), Dense(spec.outputs)]
     return Sequential(layers, input_shape=(spec.window, spec.features))

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from seqcast.layers import LSTM, Dense, Flatten, RepeatVector, TimeDistributed
 from seqcast.models.heads import dropout
-from seqcast.models.spec import ModelSpec, require_strategy
+from seqcast.models.spec import ModelSpec
 from seqcast.sequential import Sequential
 
 
 def encoder_decoder(spec: ModelSpec) -> Sequential:
-    require_strategy("encoder_decoder", spec, ("direct",))
     layers = [
         LSTM(spec.units),  # encoder: (B, T, F) -> (B, U)
         *dropout(spec),

@@ -9,7 +9,7 @@ from seqcast.layers import GRU, LSTM, RNN, Bidirectional, LayerNormSimpleRNNCell
 from seqcast.layers.base import Layer
 from seqcast.layers.scan import MinGRU, MinLSTM
 from seqcast.models.heads import dropout, head
-from seqcast.models.spec import ModelSpec, require_strategy
+from seqcast.models.spec import ModelSpec
 from seqcast.sequential import Sequential
 
 
@@ -52,8 +52,6 @@ def gru(spec: ModelSpec) -> Sequential:
 
 
 def bilstm(spec: ModelSpec) -> Sequential:
-    # the backward half reads the future of every step, so per-step (seq2seq) targets leak
-    require_strategy("bilstm", spec, ("direct", "recursive"))
     return _stack(spec, lambda seq: Bidirectional(LSTM(spec.units, return_sequences=seq)), 2)
 
 
