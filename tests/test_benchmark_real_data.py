@@ -63,7 +63,8 @@ def test_real_data_quick_run_writes_finite_rows(tmp_path: Path) -> None:
             continue
         for key in ("mae", "rmse", "smape", "mase", "coverage_80", "fit_seconds"):
             assert math.isfinite(row[key]) and row[key] >= 0, (row["model"], key)
-        assert 0 <= row["coverage_80"] <= 1
+        hits = row["coverage_80"] * row["holdout"]  # one series: a count of held-out points
+        assert math.isclose(hits, round(hits), abs_tol=1e-9) and 0 <= round(hits) <= 12
     by = {(r["model"], r["library"]): r for r in rows}
     if HAVE_SF:  # the same seasonal-naive forecast from both libraries (seqcast in float32)
         ours, theirs = by[("seasonal_naive", "seqcast")], by[("SeasonalNaive", "statsforecast")]
