@@ -32,8 +32,10 @@ _MODELS: dict[str, tuple[Builder, tuple[str, ...]]] = {
     "gru": (recurrent.gru, STRATEGIES),
     # the backward half reads the future of every step, so per-step (seq2seq) targets leak
     "bilstm": (recurrent.bilstm, VECTOR),
-    "min_gru": (recurrent.min_gru, STRATEGIES),
-    "min_lstm": (recurrent.min_lstm, STRATEGIES),
+    # seq2seq training maps output steps to targets only through the layers it knows
+    # (strategies.output_positions), and MinGRU/MinLSTM are not among them yet
+    "min_gru": (recurrent.min_gru, VECTOR),
+    "min_lstm": (recurrent.min_lstm, VECTOR),
     "conv_gru": (conv.conv_gru, STRATEGIES),
     "wavenet": (conv.wavenet, STRATEGIES),
     # the decoder emits the whole horizon from one encoded vector
