@@ -65,6 +65,16 @@ D = torch.float64
 SEQ = (2, 5, 2)  # (batch, time, features) of the sequence examples
 STEP = (2, 2)  # (batch, features) of the cell examples
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The examples are tiny: on one intra-op thread, not threads waiting on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # -- one example per registered layer ---------------------------------------------------------
 
 EXAMPLES: dict[str, tuple[Callable[[], Layer], tuple[int, ...]]] = {
