@@ -11,7 +11,9 @@ from seqcast.layers import (
     GRU,
     LSTM,
     RNN,
+    Bidirectional,
     Dense,
+    Dropout,
     GRUCell,
     Layer,
     LayerNormGRUCell,
@@ -20,6 +22,7 @@ from seqcast.layers import (
     LSTMCell,
     SimpleRNN,
     SimpleRNNCell,
+    TimeDistributed,
     _compiled,
     _fused,
     deserialize,
@@ -27,6 +30,7 @@ from seqcast.layers import (
     serialize,
 )
 from seqcast.layers.cells import RecurrentCell
+from seqcast.sequential import Sequential
 
 D = torch.float64
 
@@ -134,6 +138,14 @@ def test_stacked_lstms_stack_only_cells_that_declare_the_lstm_kernel():
     relu[0].build((None, None, 1))
     relu[1].build((None, None, 3))
     assert lstm_stack_length(relu, 0, x) == 0
+
+
+def test_containers_are_deterministic_only_when_every_layer_inside_is():
+    assert Sequential([LSTM(2), Dense(1)]).deterministic
+    assert not Sequential([LSTM(2), Dropout(0.1), Dense(1)]).deterministic
+    assert not Bidirectional(GRU(2, recurrent_dropout=0.2)).deterministic
+    assert not TimeDistributed(Dropout(0.3)).deterministic
+    assert not RNN(SimpleRNNCell(2, dropout=0.1)).deterministic
 
 
 # -- a flat hierarchy --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ and the recurrent layers skip the masked steps.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -138,7 +139,7 @@ class Layer(nn.Module):
     def deterministic(self) -> bool:
         """Whether the same input and weights give the same output in training mode as well
         (no dropout draw): true when every sublayer is."""
-        return all(m.deterministic for m in self.children() if isinstance(m, Layer))
+        return all(layer.deterministic for layer in _sublayers(self))
 
     def count_params(self) -> int:
         """Number of scalar parameters, as Keras counts them."""
@@ -156,6 +157,15 @@ class Layer(nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
         return cls(**config)
+
+
+def _sublayers(module: nn.Module) -> Iterator[Layer]:
+    """The outermost layers inside `module`, through plain containers such as ModuleList."""
+    for child in module.children():
+        if isinstance(child, Layer):
+            yield child
+        else:
+            yield from _sublayers(child)
 
 
 def serialize(layer: Layer) -> dict[str, Any]:
