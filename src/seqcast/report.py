@@ -111,6 +111,9 @@ def _summary(c: Any) -> str:
         ("time span", f"{_stamp(start)} to {_stamp(end)}"),
         ("models", f"{len(c.leaderboard)}: " + ", ".join(map(str, c.leaderboard["model"]))),
     ]
+    auto = _auto_choice(c)
+    if auto:
+        items.append(("auto", auto))  # auto picks its own members: say which it settled on
     rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
     return f'<section id="data"><h2>Data</h2><dl class="summary">{rows}</dl></section>'
 
@@ -234,9 +237,9 @@ def _training(c: Any) -> str:
     untrained = [m for m in order if m not in histories and m != "auto"]
     if untrained:
         notes.append(f"No curve for {', '.join(untrained)}: nothing learned by gradient descent.")
-    auto = _auto_choice(c)
-    if auto:
-        notes.append(f"auto trains inside its own backtest and keeps no single curve; {auto}.")
+    if "auto" in order and "auto" not in histories:
+        where = " (what it chose is under Data)" if _auto_choice(c) else ""
+        notes.append(f"No curve for auto: it trains inside its own backtest{where}.")
     parts = ['<section id="training"><h2>Training curves</h2>']
     parts += [f'<p class="note">{_e(n)}</p>' for n in notes]
     if histories:
@@ -279,9 +282,10 @@ def _history(fc: Any) -> Any:
 
 
 def _auto_choice(c: Any) -> str | None:
+    """What auto fitted and chose, as `AutoModel.describe` words it (less its "auto: ")."""
     fc = c.forecasters.get("auto")
     describe = getattr(getattr(fc, "auto_", None), "describe", None)
-    return describe() if callable(describe) else None
+    return str(describe()).removeprefix("auto: ") if callable(describe) else None
 
 
 def _season(c: Any) -> int:
