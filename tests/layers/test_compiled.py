@@ -398,7 +398,7 @@ def test_lstm_stack_large_batches_use_column_blocks_with_the_same_result():
 
 def test_lstm_stack_keeps_its_results_while_another_process_holds_a_core():
     # With the second core busy the op falls back to one thread for a while (see the
-    # WavefrontGate in recurrences.cpp); whichever way a call runs, its result is the same.
+    # WavefrontGate in lstm_stack.cpp); whichever way a call runs, its result is the same.
     import subprocess
     import sys
 

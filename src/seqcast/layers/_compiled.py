@@ -1,5 +1,6 @@
-"""Whole recurrences in compiled C++ for the CPU, forward and backward (`csrc/recurrences.cpp`,
-and `csrc/scan.cpp` for MinGRU/MinLSTM's log-space scan: `min_rnn_scan`).
+"""Whole recurrences in compiled C++ for the CPU, forward and backward (`csrc/`: the LSTM in
+`lstm.cpp` and `lstm_stack.cpp`, the GRU in `gru.cpp`, SimpleRNN and LN-SimpleRNN in
+`simple_rnn.cpp`, and `scan.cpp` for MinGRU/MinLSTM's log-space scan: `min_rnn_scan`).
 
 The recurrent layers that `torch.nn.LSTM/GRU/RNN` cannot compute (peephole LSTM, layer-normalised
 SimpleRNN, GRU with reset_after=False, recurrent dropout, ...) would otherwise run a Python loop
@@ -65,11 +66,28 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-# recurrences.cpp defines the seqcast_rnn library; scan.cpp adds the MinGRU/MinLSTM scan to it,
-# autograd.cpp the autograd node of every recurrence op pair of recurrences.cpp.
+# One translation unit per file, listed slowest to compile first: torch's `load` has ninja
+# compile them in parallel (its default: a job per core plus two; MAX_JOBS overrides), and
+# ninja starts equal jobs in this order, so the first build, which the user waits for, ends
+# about when the total compile time divided by the cores has passed. register.cpp defines the
+# seqcast_rnn library, autograd.cpp the autograd node of every recurrence op pair.
 _CSRC = Path(__file__).parent / "csrc"
-_SOURCES = [_CSRC / name for name in ("recurrences.cpp", "scan.cpp", "autograd.cpp")]
-_HEADERS = [_CSRC / "common.h", _CSRC / "ops.h"]
+_SOURCES = [
+    _CSRC / name
+    for name in (
+        "autograd.cpp",
+        "scan.cpp",
+        "simple_rnn.cpp",
+        "register.cpp",
+        "gru.cpp",
+        "lstm_stack.cpp",
+        "lstm.cpp",
+        "plumbing.cpp",
+    )
+]
+# Every header the sources include (see _headers_digest_flag): all of csrc/*.h, so a new header
+# needs no entry here.
+_HEADERS = sorted(_CSRC.glob("*.h"))
 _EXTENSION = "seqcast_recurrences"
 # No -march=native: a cached build may be reused on another CPU. The kernels pick their
 # instruction set at load time (target_clones). -fno-trapping-math lets branch-free clamps
@@ -78,7 +96,7 @@ _EXTENSION = "seqcast_recurrences"
 _FLAGS_WITH_OPENMP = (["-O3", "-fno-trapping-math", "-fopenmp"], ["-fopenmp"])
 _FLAGS_WITHOUT_OPENMP = (["-O3", "-fno-trapping-math", "-fopenmp-simd"], [])
 
-# Activation names of the SimpleRNN kernels -> the codes of recurrences.cpp.
+# Activation names of the SimpleRNN kernels -> their codes (csrc/cell_math.h).
 ACTIVATIONS = {"linear": 0, "tanh": 1, "sigmoid": 2, "relu": 3}
 
 _lock = threading.Lock()
@@ -115,10 +133,12 @@ def _build() -> bool:
 
 
 def _headers_digest_flag() -> str:
-    """A define carrying a hash of the shared headers: torch rebuilds a cached extension when
-    its sources or flags change, and it hashes the listed sources only, not what they include."""
-    digest = hashlib.sha1()
+    """A define carrying a hash of the headers and of torch's version: torch rebuilds a cached
+    extension when its sources or flags change, and it hashes the listed sources only, not what
+    they include (its own headers neither)."""
+    digest = hashlib.sha1(torch.__version__.encode())
     for path in _HEADERS:
+        digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return f"-DSEQCAST_HEADERS_SHA1={digest.hexdigest()[:16]}"
 

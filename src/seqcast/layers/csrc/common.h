@@ -1,6 +1,7 @@
-// What recurrences.cpp and scan.cpp share: portability macros and the float32 exponential their
-// vectorised loops use. Included once by each; the build hashes this file into its flags
-// (seqcast/layers/_compiled.py), so editing it rebuilds a cached extension.
+// What every kernel file shares (through plumbing.h, and scan.cpp directly): portability macros
+// and the float32 exponential their vectorised loops use. The build hashes every header of
+// this directory into its flags (seqcast/layers/_compiled.py), so editing one rebuilds a cached
+// extension.
 #pragma once
 
 #include <cstdint>

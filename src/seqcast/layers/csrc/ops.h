@@ -1,8 +1,12 @@
-// The recurrence ops (recurrences.cpp) that also have an autograd node written in C++
-// (autograd.cpp). Shapes and outputs are described where each is defined.
+// Every op of the seqcast_rnn library, as register.cpp registers them: the recurrence op pairs
+// (lstm.cpp, lstm_stack.cpp, gru.cpp, simple_rnn.cpp), their autograd nodes written in
+// C++ (autograd.cpp) and the MinGRU/MinLSTM scan (scan.cpp). Shapes and outputs are described
+// where each is defined.
 #pragma once
 
-#include <ATen/ATen.h>
+// c10::List is declared by ATen/core/Tensor.h; only the files that take one apart include
+// ATen/core/List.h (a second and a half of parsing in each file that includes it).
+#include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <optional>
@@ -64,6 +68,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
     bool reset_after, const std::optional<at::Tensor>& rmask, const at::Tensor& out,
     const at::Tensor& gates, const at::Tensor& rh);
 
+// The wavefront's counters: [calls run as a wavefront, of which too little overlap, calls sent
+// to one thread, whether this build has OpenMP]; `reset` zeroes them and reopens the wavefront.
+std::vector<int64_t> wavefront_stats(bool reset);
+
 // With autograd: lstm_stack_forward's arguments, the top layer's output.
 at::Tensor lstm_stack(const at::Tensor& xs, at::TensorList w_ih, at::TensorList w_hh,
                       const c10::List<std::optional<at::Tensor>>& bias,
@@ -95,3 +103,16 @@ std::tuple<at::Tensor, at::Tensor> ln_simple_rnn_sequence(
     const std::optional<at::Tensor>& rmask);
 
 }  // namespace seqcast_rnn
+
+namespace seqcast_scan {
+
+at::Tensor min_rnn_scan_forward(const at::Tensor& x, const at::Tensor& weight,
+                                const at::Tensor& bias, const std::optional<at::Tensor>& h0,
+                                int64_t kind, int64_t chunks);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> min_rnn_scan_backward(
+    const at::Tensor& dout, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+    const std::optional<at::Tensor>& h0, const at::Tensor& out, int64_t kind, int64_t chunks,
+    bool need_dx);
+
+}  // namespace seqcast_scan

@@ -1,7 +1,7 @@
 // MinGRU / MinLSTM (seqcast/layers/scan.py) over a whole sequence for CPU, forward and backward,
 // input projection included: one op per direction, so no (B, T, gates*H) tensor is written.
-// Built with recurrences.cpp into one extension (which owns the seqcast_rnn library); wrapped
-// in a torch.autograd.Function by seqcast/layers/_compiled.py.
+// Built with the recurrence kernels into one extension, whose register.cpp adds these ops to the
+// seqcast_rnn library; wrapped in a torch.autograd.Function by seqcast/layers/_compiled.py.
 //
 // Both layers are h_t = a_t h_{t-1} + b_t with a_t = σ(-k_t), b_t = σ(k_t) g(x̃_t), where
 // z = x W^T + bias = (k, x̃) for MinGRU and (k_f, k_i, x̃) for MinLSTM with
@@ -33,9 +33,9 @@
 // 1/x (a few ulp; the sequential log-space recurrence contracts, so rounding does not
 // accumulate) and runs with denormals flushed to zero; float64 uses the C library.
 
-#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
+#include <ATen/core/Tensor.h>
 
 #include <algorithm>
 #include <cmath>
@@ -48,6 +48,8 @@
 #include <vector>
 
 #include "common.h"
+#include "ops.h"
+#include "plumbing.h"
 
 namespace seqcast_scan {
 namespace {
@@ -56,6 +58,7 @@ using namespace seqcast_math;
 
 using at::Tensor;
 using OptTensor = std::optional<Tensor>;
+namespace lite = seqcast_rnn::lite;
 
 enum Kind : int64_t { kMinGRU = 0, kMinLSTM = 1 };
 
@@ -159,38 +162,21 @@ SEQCAST_INLINE T gate_input(const T* RESTRICT zt, int64_t N, int64_t n) {
 // Denormals and threads
 // ---------------------------------------------------------------------------------------------
 
-// Float32 work runs with denormals flushed to zero (FTZ/DAZ), as in recurrences.cpp: the
-// vanishing messages of a long backward pass otherwise reach denormal floats, whose arithmetic
-// is ~100 times slower. Set on the thread that does the work and restored after it: the calling
-// thread, and each task of a chunked pass (so no extra hand-off to the thread pool is needed).
+// Float32 work runs with denormals flushed to zero (FTZ/DAZ, see FlushDenormals in plumbing.h):
+// the vanishing messages of a long backward pass otherwise reach denormal floats, whose
+// arithmetic is ~100 times slower. Set on the thread that does the work and restored after it:
+// the calling thread, and each task of a chunked pass (so no extra hand-off to the thread pool
+// is needed).
 template <typename T>
-class FlushDenormals {
- public:
-  FlushDenormals() {
-#if defined(SEQCAST_HAS_MXCSR)
-    if constexpr (std::is_same_v<T, float>) {
-      saved_ = _mm_getcsr();
-      _mm_setcsr(saved_ | 0x8040u);
-    }
-#endif
-  }
-  ~FlushDenormals() {
-#if defined(SEQCAST_HAS_MXCSR)
-    if constexpr (std::is_same_v<T, float>) _mm_setcsr(saved_);
-#endif
-  }
-  FlushDenormals(const FlushDenormals&) = delete;
-  FlushDenormals& operator=(const FlushDenormals&) = delete;
-
- private:
-  unsigned saved_ = 0;
+struct FlushDenormalsFor : seqcast_rnn::FlushDenormals {
+  FlushDenormalsFor() : FlushDenormals(c10::CppTypeToScalarType<T>::value) {}
 };
 
 // f(c) for every chunk c in [begin, end), on torch's intra-op threads (inline with one).
 template <typename T, typename F>
 void for_chunks(int64_t begin, int64_t end, const F& f) {
   at::parallel_for(begin, end, 1, [&](int64_t c0, int64_t c1) {
-    const FlushDenormals<T> flush;
+    const FlushDenormalsFor<T> flush;
     for (int64_t c = c0; c < c1; ++c) f(c);
   });
 }
@@ -743,13 +729,15 @@ Problem<T> make_problem(const Checked& d, const Tensor& x, const Tensor& w, cons
 // The projection z = x W^T + bias by ATen, (B*T, G*H), when it does not run inline.
 Tensor projection(const Checked& d, const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (d.inline_projection) return Tensor();
-  return at::addmm(bias, x.reshape({d.B * d.T, d.F}), weight.t());
+  return lite::addmm(bias, x.reshape({d.B * d.T, d.F}), weight.t());
 }
 
 int64_t resolve_chunks(int64_t chunks, const Checked& d) {
   const int64_t C = chunks > 0 ? chunks : auto_chunks(d.T, std::min(d.B * d.H, kMaxLanes));
   return std::max<int64_t>(1, std::min(C, d.T));
 }
+
+}  // namespace
 
 // out (B, T, H): h_1..h_T of MinGRU (kind 0) or MinLSTM (kind 1) on x (B, T, F) with the input
 // projection (weight (G*H, F), bias (G*H)) and h0 (B, H) or None (zeros). chunks: the number of
@@ -758,13 +746,13 @@ Tensor min_rnn_scan_forward(const Tensor& x, const Tensor& weight, const Tensor&
                             const OptTensor& h0, int64_t kind, int64_t chunks) {
   const Checked d = check_args(x, weight, bias, h0, kind, chunks, "min_rnn_scan_forward");
   const int64_t C = resolve_chunks(chunks, d);
-  Tensor out = at::empty({d.B, d.T, d.H}, x.options());
+  Tensor out = lite::empty({d.B, d.T, d.H}, x.options());
   if (d.B == 0) return out;
-  Tensor prod = C > 1 ? at::empty({d.B, d.T, d.H}, x.options()) : Tensor();
+  Tensor prod = C > 1 ? lite::empty({d.B, d.T, d.H}, x.options()) : Tensor();
   const Tensor z = projection(d, x, weight, bias);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "min_rnn_scan_forward", [&] {
     using T = scalar_t;
-    const FlushDenormals<T> flush;
+    const FlushDenormalsFor<T> flush;
     const Problem<T> P = make_problem<T>(d, x, weight, bias, z, h0);
     T* prod_ptr = C > 1 ? prod.data_ptr<T>() : nullptr;
     with_kind(kind, [&](auto k) {
@@ -795,16 +783,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> min_rnn_scan_backward(
   const bool has_h0 = h0.has_value() && h0->defined();
   const auto opts = x.options();
   const int64_t GH = d.G * d.H;
-  Tensor dweight = at::zeros({GH, d.F}, opts), db = at::zeros({GH}, opts);
-  Tensor dh0 = has_h0 ? at::empty({d.B, d.H}, opts) : at::empty({0}, opts);
-  Tensor dx = need_dx && d.inline_projection ? at::empty({d.B, d.T, d.F}, opts)
-                                             : at::empty({0}, opts);
-  Tensor dz = d.inline_projection ? Tensor() : at::empty({d.B, d.T, GH}, opts);
+  Tensor dweight = lite::zeros({GH, d.F}, opts), db = lite::zeros({GH}, opts);
+  Tensor dh0 = has_h0 ? lite::empty({d.B, d.H}, opts) : lite::empty({0}, opts);
+  Tensor dx = need_dx && d.inline_projection ? lite::empty({d.B, d.T, d.F}, opts)
+                                             : lite::empty({0}, opts);
+  Tensor dz = d.inline_projection ? Tensor() : lite::empty({d.B, d.T, GH}, opts);
   const Tensor z = projection(d, x, weight, bias);
   if (d.B > 0) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "min_rnn_scan_backward", [&] {
       using T = scalar_t;
-      const FlushDenormals<T> flush;
+      const FlushDenormalsFor<T> flush;
       const Problem<T> P = make_problem<T>(d, x, weight, bias, z, h0);
       const BackwardIO<T> io{dout.data_ptr<T>(), out.data_ptr<T>(),
                              dx.numel() > 0 ? dx.data_ptr<T>() : nullptr,
@@ -820,24 +808,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> min_rnn_scan_backward(
   }
   if (!d.inline_projection) {  // dz (B, T, G*H) -> the projection's gradients by ATen
     const Tensor rows = dz.reshape({d.B * d.T, GH});
-    dweight = at::mm(rows.t(), x.reshape({d.B * d.T, d.F}));
+    dweight = lite::mm(rows.t(), x.reshape({d.B * d.T, d.F}));
     db = rows.sum(0);
-    if (need_dx) dx = at::mm(rows, weight).reshape({d.B, d.T, d.F});
+    if (need_dx) dx = lite::mm(rows, weight).reshape({d.B, d.T, d.F});
   }
   return {dx, dweight, db, dh0};
 }
 
-}  // namespace
 }  // namespace seqcast_scan
-
-TORCH_LIBRARY_FRAGMENT(seqcast_rnn, m) {
-  using namespace seqcast_scan;
-  m.def(
-      "min_rnn_scan_forward(Tensor x, Tensor weight, Tensor bias, Tensor? h0, int kind, "
-      "int chunks) -> Tensor",
-      &min_rnn_scan_forward);
-  m.def(
-      "min_rnn_scan_backward(Tensor dout, Tensor x, Tensor weight, Tensor bias, Tensor? h0, "
-      "Tensor out, int kind, int chunks, bool need_dx) -> (Tensor, Tensor, Tensor, Tensor)",
-      &min_rnn_scan_backward);
-}
