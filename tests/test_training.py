@@ -1,6 +1,7 @@
 """The trainer behind Sequential.fit and Forecaster.fit."""
 
 import copy
+import logging
 import os
 
 import numpy as np
@@ -199,12 +200,29 @@ def test_small_cpu_models_train_on_one_thread_and_the_setting_is_restored():
     assert torch.get_num_threads() == before
 
 
-def test_lean_progress_prints_one_line_per_epoch(capsys):
+@pytest.mark.parametrize("trainer", ["lean", "lightning"])
+def test_progress_is_one_info_line_per_epoch_and_on_epoch_end_sees_each(trainer, caplog, capsys):
     x, y = data(64)
-    linear_model().fit(x, y, epochs=2, seed=0, verbose=True)
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("epoch ")]
+    seen = []
+    with caplog.at_level(logging.INFO, logger="seqcast.training"):
+        history = linear_model().fit(
+            x, y, epochs=2, validation_data=data(32, seed=1), seed=0, verbose=True,
+            trainer=trainer, on_epoch_end=lambda epoch, values: seen.append((epoch, values)),
+        )  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records if r.name == "seqcast.training"]
     assert [ln.split()[1] for ln in lines] == ["1/2", "2/2"]
-    assert "loss" in lines[0]
+    assert "val_loss" in lines[0] and caplog.records[-1].values["loss"] == seen[-1][1]["loss"]
+    assert [epoch for epoch, _ in seen] == [0, 1]
+    assert [values["val_loss"] for _, values in seen] == history.history["val_loss"]
+    out = capsys.readouterr()
+    assert "epoch" not in out.out + out.err  # logging only, never print
+
+
+def test_no_progress_no_log_lines(caplog):
+    x, y = data(64)
+    with caplog.at_level(logging.INFO, logger="seqcast.training"):
+        linear_model().fit(x, y, epochs=2, seed=0, progress=False)
+    assert not [r for r in caplog.records if r.name == "seqcast.training"]
 
 
 def test_rmsprop_uses_keras_defaults():
@@ -316,3 +334,272 @@ def test_fused_adam_step_runs_registered_step_hooks():
         layer(torch.ones(4, 2)).sum().backward()
         step()
     assert step.groups is None and len(calls) == 3
+
+
+# -- one list of settings ----------------------------------------------------------------------
+
+
+def test_settings_are_checked_by_name_and_verbose_is_progress():
+    from seqcast.training import TrainSettings
+
+    settings = TrainSettings.from_kwargs(epochs=3, lr=0.01, verbose=False)
+    assert (settings.epochs, settings.lr, settings.progress) == (3, 0.01, False)
+    assert settings.replace(schedule="cosine").schedule == "cosine" and settings.schedule is None
+    with pytest.raises(SeqcastError, match=r"unknown training setting 'epoch'.*epochs, batch_size"):
+        TrainSettings.from_kwargs(epoch=3)
+    with pytest.raises(SeqcastError, match="unknown schedule 'linear'"):
+        settings.replace(schedule="linear")
+    with pytest.raises(SeqcastError, match="`progress` given twice"):
+        TrainSettings.from_kwargs(verbose=False, progress=True)
+    x, y = data(16)
+    with pytest.raises(SeqcastError, match="unknown training setting 'validation_split'"):
+        linear_model().fit(x, y, validation_split=0.2)
+    with pytest.raises(SeqcastError, match="third argument is a TrainSettings"):
+        linear_model().fit(x, y, 5)
+
+
+def test_fit_takes_settings_and_keyword_overrides():
+    from seqcast.training import TrainSettings
+
+    x, y = data(64)
+    base = TrainSettings(epochs=2, lr=0.05, seed=0, progress=False)
+    history = linear_model().fit(x, y, base, epochs=3, metrics=["mae"])
+    assert history.epochs == 3 and "mae" in history.history
+    assert linear_model().fit(x, y, verbose=False).epochs == 1  # Keras' default: one epoch
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"trainer": "lean", "log_dir": "logs"}, "trainer='lean'.*a log_dir needs"),
+        ({"trainer": "lean", "devices": 2}, "devices=2 needs trainer='lightning'"),
+        ({"trainer": "lean", "strategy": "ddp"}, "strategy='ddp' needs"),
+        ({"num_nodes": 0}, "`num_nodes` must be a positive integer"),
+        ({"pct_start": 1.5}, "`pct_start` must be in"),
+        ({"lr_factor": 1.0}, "`lr_factor` must be in"),
+    ],
+)
+def test_engine_settings_are_checked(kwargs, message):
+    from seqcast.training import TrainSettings
+
+    with pytest.raises(SeqcastError, match=message):
+        TrainSettings.from_kwargs(**kwargs)
+
+
+def test_auto_picks_lightning_for_what_only_it_does():
+    from seqcast.training import TrainSettings
+
+    assert TrainSettings().engine() == "lean"
+    assert TrainSettings(log_dir="logs").engine() == "lightning"
+    assert TrainSettings(devices=2).engine() == "lightning"
+    assert TrainSettings().engine(callbacks=True) == "lightning"
+    x, y = data(16)
+    with pytest.raises(SeqcastError, match="`callbacks` are Lightning callbacks"):
+        linear_model().fit(x, y, trainer="lean", callbacks=[object()], verbose=False)
+
+
+def test_clipping_applies_at_every_step():
+    x, y = data(256)
+    model = linear_model()
+    before = torch.cat([p.detach().flatten() for p in model.parameters()])
+    model.fit(x, y * 1000, epochs=1, batch_size=32, optimizer="sgd", lr=1.0, clip_norm=1e-3,
+              shuffle=False, verbose=False)  # fmt: skip
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert float((after - before).norm()) <= 8 * 1e-3 + 1e-6  # 8 steps of at most 1e-3
+
+
+# -- the loss hook -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trainer", ["lean", "lightning"])
+def test_a_callable_loss_is_what_training_minimises(trainer):
+    x, y = data()
+    calls = []
+
+    def first_half_mse(pred, target):
+        calls.append(pred.shape)
+        return torch.nn.functional.mse_loss(pred[: len(pred) // 2], target[: len(target) // 2])
+
+    def fit(loss):
+        torch.manual_seed(0)
+        model = linear_model()
+        history = model.fit(x, y, epochs=2, loss=loss, lr=0.05, seed=0, shuffle=False,
+                            verbose=False, trainer=trainer)  # fmt: skip
+        return model, history
+
+    model, history = fit(first_half_mse)
+    assert calls and calls[0] == (32, 1)
+    reference, _ = fit("mse")
+    # a different loss, a different model; the first step of each saw the same first batch
+    flat = [torch.cat([p.detach().flatten() for p in m.parameters()]) for m in (model, reference)]
+    assert not torch.equal(*flat)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert model.evaluate(x, y)["loss"] == pytest.approx(float(first_half_mse(
+        torch.as_tensor(model.predict(x)), torch.as_tensor(y))), rel=1e-5)  # fmt: skip
+
+
+def test_a_callable_mse_trains_exactly_as_the_named_one():
+    x, y = data()
+    weights = []
+    for loss in ("mse", lambda p, t: torch.nn.functional.mse_loss(p, t)):
+        torch.manual_seed(0)
+        model = linear_model()
+        model.fit(x, y, epochs=2, loss=loss, seed=0, verbose=False)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+
+
+# -- learning-rate schedules ---------------------------------------------------------------------
+
+
+def _lr_by_hand(schedule: str, lr: float, epochs: int, steps: int, monitored=None, **options):
+    """The learning rate at each epoch's end, the torch scheduler driven by hand."""
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    lr_scheduler = torch.optim.lr_scheduler
+    if schedule == "onecycle":
+        scheduler = lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps,
+                                            **options)  # fmt: skip
+    elif schedule == "cosine":
+        scheduler = lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps, **options)
+    else:
+        scheduler = lr_scheduler.ReduceLROnPlateau(optimizer, **options)
+    out = []
+    for epoch in range(epochs):
+        if schedule == "plateau":
+            out.append(optimizer.param_groups[0]["lr"])
+            scheduler.step(monitored[epoch])
+            continue
+        for _ in range(steps):
+            optimizer.step()
+            scheduler.step()
+        out.append(optimizer.param_groups[0]["lr"])
+    return out
+
+
+@pytest.mark.parametrize("trainer", ["lean", "lightning"])
+@pytest.mark.parametrize(
+    "schedule, options, hand_options",
+    [
+        ("onecycle", {"pct_start": 0.25}, {"pct_start": 0.25}),
+        ("cosine", {"min_lr": 1e-4}, {"eta_min": 1e-4}),
+        ("plateau", {"lr_patience": 0, "lr_factor": 0.5}, {"patience": 0, "factor": 0.5}),
+    ],
+)
+def test_schedules_set_the_rate_as_torch_schedulers_do(trainer, schedule, options, hand_options):
+    x, y = data(100)  # 4 batches of 32, 32, 32, 4
+    val = data(64, seed=1)
+    history = linear_model().fit(
+        x, y, epochs=5, validation_data=(val[0], -val[1]), lr=0.02, schedule=schedule,
+        seed=0, verbose=False, trainer=trainer, **options,
+    )  # fmt: skip
+    expected = _lr_by_hand(schedule, 0.02, 5, 4, history.history["val_loss"], **hand_options)
+    assert history.history["lr"] == pytest.approx(expected, rel=1e-12)
+    if schedule == "plateau":  # val_loss rises after the first epoch: halved from then on
+        assert history.history["lr"] == pytest.approx([0.02, 0.02, 0.01, 0.005, 0.0025])
+
+
+def test_onecycle_with_clipping_is_the_hand_written_torch_loop():
+    # What benchmarks/handson.py's best settings ran as its own loop before fit had schedules:
+    # Adam, OneCycleLR over every batch, gradient norm clipped, seeded batch order.
+    x, y = data(200)
+    torch.manual_seed(5)
+    model = Sequential([GRU(4), Dense(1)], input_shape=(10, 1))
+    reference = copy.deepcopy(model)
+    model.fit(x, y, epochs=3, lr=3e-2, schedule="onecycle", clip_norm=1.0, seed=7, verbose=False)
+
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    opt = torch.optim.Adam(reference.parameters(), lr=3e-2, fused=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-2, total_steps=3 * 7)
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(3):
+        order = torch.randperm(len(xt), generator=gen)
+        for i in range(0, len(xt), 32):
+            idx = order[i : i + 32]
+            loss = torch.nn.functional.mse_loss(reference(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0)
+            opt.step()
+            sched.step()
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("trainer", ["lean", "lightning"])
+def test_a_schedule_with_early_stopping_stops_and_restores_the_best(trainer):
+    x, y = data()
+    xv, yv = data(64, seed=2)
+    model = linear_model()
+    history = model.fit(
+        x, y, epochs=30, validation_data=(xv, -yv), early_stopping=2, lr=0.05,
+        schedule="onecycle", seed=0, verbose=False, trainer=trainer,
+    )  # fmt: skip
+    epochs = history.epochs
+    assert epochs < 30
+    # the schedule spans all 30 epochs: stopping early leaves it where it was
+    assert history.history["lr"] == pytest.approx(_lr_by_hand("onecycle", 0.05, 30, 8)[:epochs])
+    best = min(history.history["val_loss"])
+    assert model.evaluate(xv, -yv)["loss"] == pytest.approx(best, rel=1e-5)
+
+
+# -- the Lightning engine ------------------------------------------------------------------------
+
+
+def test_lightning_writes_a_csv_log_and_runs_user_callbacks(tmp_path):
+    import lightning.pytorch as pl
+
+    class Count(pl.Callback):
+        epochs = 0
+
+        def on_train_epoch_end(self, trainer, module):
+            Count.epochs += 1
+
+    x, y = data()
+    history = linear_model().fit(
+        x, y, epochs=4, validation_data=data(64, seed=1), lr=0.05, seed=0, verbose=False,
+        log_dir=str(tmp_path), callbacks=[Count()],
+    )  # fmt: skip
+    assert Count.epochs == 4
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    logs = list(tmp_path.glob("seqcast/version_*/metrics.csv"))
+    assert len(logs) == 1
+    header, *rows = logs[0].read_text().splitlines()
+    assert {"loss", "val_loss", "epoch"} <= set(header.split(","))
+    assert len(rows) >= 4
+
+
+def test_lightning_gets_the_device_settings(monkeypatch):
+    import lightning.pytorch as pl
+
+    seen = {}
+    real = pl.Trainer
+
+    def recording(**kwargs):
+        seen.update(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(pl, "Trainer", recording)
+    x, y = data(64)
+    linear_model().fit(x, y, epochs=1, trainer="lightning", accelerator="cpu", devices=1,
+                       num_nodes=1, strategy="auto", verbose=False)  # fmt: skip
+    assert {k: seen[k] for k in ("accelerator", "devices", "num_nodes", "strategy")} == {
+        "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"
+    }  # fmt: skip
+    assert seen["enable_progress_bar"] is False and seen["logger"] is False
+
+
+def test_batches_give_each_process_an_equal_share_of_one_order(monkeypatch):
+    from seqcast import training
+
+    x = torch.arange(10.0)[:, None]
+    shares = []
+    for rank in range(3):
+        monkeypatch.setattr(training, "_rank_and_world", lambda rank=rank: (rank, 3))
+        batches = training._Batches(x, x, 2, shuffle=True, seed=4, shard=True)
+        assert len(batches) == 2  # 3 samples each, the 10th dropped
+        shares.append(torch.cat([xb for xb, _ in batches]).flatten().tolist())
+    assert [len(s) for s in shares] == [3, 3, 3]
+    assert len(set(sum(shares, []))) == 9
+    unseeded = training._Batches(x, x, 2, shuffle=True, seed=None, shard=True)
+    with pytest.raises(SeqcastError, match="needs a `seed`"):
+        list(unseeded)

@@ -156,48 +156,35 @@ class Sequential(Layer):
         self,
         x: Any,
         y: Any,
-        epochs: int = 1,
-        batch_size: int = 32,
+        settings: training.TrainSettings | None = None,
+        *,
         validation_data: tuple[Any, Any] | None = None,
-        optimizer: str = "adam",
-        lr: float | None = None,
-        loss: str = "mse",
         metrics: Sequence[str | Callable] | None = None,
-        clip_norm: float | None = None,
-        clip_value: float | None = None,
-        early_stopping: int | None = None,
-        seed: int | None = None,
-        shuffle: bool = True,
-        verbose: bool = True,
-        trainer: str = "auto",
-        threads: int | None = None,
+        callbacks: Sequence[Any] | None = None,
+        on_epoch_end: training.EpochHook | None = None,
+        **overrides: Any,
     ) -> training.History:
         """Train on arrays as Keras' `model.fit` does; returns a `History` of per-epoch losses
-        and metrics (`history.history["val_loss"]`). Metrics: "mse", "mae",
-        "last_time_step_mse" or callables f(y_true, y_pred). `trainer`: "lean" (a plain
-        loop, the default on one device), "lightning", or "auto". `threads`: CPU threads
-        while training, torch's intra-op threads and the wavefront of stacked LSTM layers
-        (default: torch ops on one thread for CPU models under a million parameters, the
-        wavefront on up to one core per layer)."""
+        and metrics (`history.history["val_loss"]`).
+
+            model.fit(X, y, epochs=20, validation_data=(X_val, y_val), metrics=["mae"])
+            model.fit(X, y, TrainSettings(epochs=20, schedule="onecycle"), lr=3e-2)
+
+        The keywords besides these are training settings: the fields of
+        `seqcast.training.TrainSettings` (epochs, batch_size, optimizer, lr, loss, clip_norm,
+        early_stopping, schedule, seed, trainer, threads, ...; `verbose` is `progress`), over
+        `settings` or the defaults (one epoch, as Keras). Metrics: "mse", "mae",
+        "last_time_step_mse" or callables f(y_true, y_pred). `callbacks`: Lightning callbacks
+        (they run the Lightning engine). `on_epoch_end(epoch, values)`: called after every
+        epoch, epoch from 0, values that epoch's History entries."""
         self._check_built()
-        settings = training.TrainSettings(
-            epochs=epochs,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            lr=lr,
-            loss=loss,
-            clip_norm=clip_norm,
-            clip_value=clip_value,
-            early_stopping=early_stopping,
-            seed=seed,
-            shuffle=shuffle,
-            progress=verbose,
-            trainer=trainer,
-            threads=threads,
-        )
-        self._fit_loss = loss
+        settings = _fit_settings(settings, overrides)
+        self._fit_loss = settings.loss
         self._fit_metrics = list(metrics or [])
-        return training.fit_arrays(self, x, y, settings, validation_data, metrics)
+        return training.fit_arrays(
+            self, x, y, settings, validation_data, metrics,
+            callbacks=callbacks, on_epoch_end=on_epoch_end,
+        )  # fmt: skip
 
     def predict(self, x: Any, batch_size: int = 1024) -> np.ndarray:
         """Outputs for x as a numpy array (eval mode, no gradients)."""
@@ -251,3 +238,15 @@ class Sequential(Layer):
             spec = {**spec, "input_shape": None}
             layers.append(deserialize(spec))
         return cls(layers, input_shape=config.get("input_shape"))
+
+
+def _fit_settings(settings: Any, overrides: dict[str, Any]) -> training.TrainSettings:
+    """`settings` (default: Keras' one epoch) with the keyword overrides, checked by name."""
+    if settings is None:
+        settings = training.TrainSettings(epochs=1)
+    elif not isinstance(settings, training.TrainSettings):
+        raise SeqcastError(
+            f"fit's third argument is a TrainSettings, got {type(settings).__name__}; give "
+            "settings as keywords, e.g. fit(X, y, epochs=20, batch_size=32)"
+        )
+    return settings.replace(**overrides)
