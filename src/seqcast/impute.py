@@ -52,6 +52,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from seqcast import training
 from seqcast.data.frames import load_frame_with_rows
 from seqcast.data.scalers import MinMaxScaler, StandardScaler
 from seqcast.errors import SeqcastError, check_choice, check_positive_int
@@ -394,28 +395,40 @@ def _build_model(units: int, seed: int) -> Sequential:
 def _train(
     model: nn.Module, x: torch.Tensor, epochs: int, batch_size: int, fraction: float, seed: int
 ) -> None:
-    """Adam (cosine-annealed learning rate) on the MSE of randomly hidden observed steps,
-    with fresh masks for every batch."""
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    steps = epochs * -(-len(x) // batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), batch_size):
-            batch = x[order[start : start + batch_size]]  # (B, W, 2)
-            observed = batch[..., 1] > 0
-            hide = (torch.rand(observed.shape, generator=generator) < fraction) & observed
-            if hide.any():
-                shown = batch * (~hide).unsqueeze(-1)  # hidden steps: value 0, indicator 0
-                error = (model(shown)[..., 0] - batch[..., 0]) ** 2  # (B, W)
-                optimizer.zero_grad()
-                error[hide].mean().backward()
-                nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
-                optimizer.step()
-                schedule.step()
-    model.eval()
+    """Adam (cosine-annealed learning rate, clipped gradient norm) on the MSE of randomly
+    hidden observed steps, with fresh masks for every batch: seqcast's one training loop, the
+    windows as both inputs and targets, `_Hiding` masking each batch on its way to the model
+    and `_hidden_mse` scoring the hidden steps only."""
+    settings = training.TrainSettings(
+        epochs=epochs, batch_size=batch_size, optimizer="adam", lr=LEARNING_RATE,
+        loss=_hidden_mse, schedule="cosine", clip_norm=CLIP_NORM, seed=seed, progress=False,
+        trainer="lean",
+    )  # fmt: skip
+    training.fit_arrays(_Hiding(model, fraction, seed), x, x, settings)
+
+
+class _Hiding(nn.Module):
+    """The model as it trains: hides each observed step of a (B, W, 2) batch with probability
+    `fraction` (value 0, indicator 0) before the model sees it, and returns the prediction
+    beside the mask, (B, W, 2), since the loss needs to know which steps were hidden."""
+
+    def __init__(self, model: nn.Module, fraction: float, seed: int) -> None:
+        super().__init__()
+        self.model, self.fraction = model, fraction
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        observed = batch[..., 1] > 0
+        hide = (torch.rand(observed.shape, generator=self.generator) < self.fraction) & observed
+        shown = batch * (~hide).unsqueeze(-1)
+        return torch.stack([self.model(shown)[..., 0], hide.to(batch.dtype)], dim=-1)
+
+
+def _hidden_mse(out: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """Mean squared error on the hidden steps only (0 when no step was hidden)."""
+    hidden = out[..., 1]
+    error = (out[..., 0] - batch[..., 0]) ** 2 * hidden
+    return error.sum() / hidden.sum().clamp(min=1)
 
 
 def _predict(model: nn.Module, scaled: np.ndarray, index: np.ndarray) -> np.ndarray:
