@@ -17,10 +17,10 @@ the figure the Keras column gives; with several `--seeds` it is their mean (each
 initial weights and the batch order; the data stay the book's).
 
 `--best` also trains each family with "seqcast best settings" (`BEST`): the same architecture,
-epochs and batch, Adam with a OneCycle or cosine learning-rate schedule and gradient clipping,
-in a short plain PyTorch loop (`train_scheduled`), since `Sequential.fit` takes a fixed
-learning rate only. They were chosen by `--sweep` on the validation set (never on test); test
-MSE is reported beside, for both columns.
+epochs and batch, Adam with a per-batch OneCycle or cosine learning-rate schedule and gradient
+clipping, through `Sequential.fit` as well (`schedule=`, `clip_norm=`). They were chosen by
+`--sweep` on the validation set (never on test); test MSE is reported beside, for both
+columns.
 
 Seconds per epoch include the per-epoch validation pass. One torch thread by default: these
 batch-32 models are bound by per-call overhead, and on a shared 2-core machine a second thread
@@ -33,15 +33,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from seqcast import Sequential
 from seqcast.data.datasets import generate_time_series
@@ -227,9 +224,10 @@ def recursive_mse(model: Sequential, d: dict[str, np.ndarray], split: str) -> fl
 
 
 # -- training -----------------------------------------------------------------------------------
-def train_keras(name: str, d: dict[str, np.ndarray], epochs: int, seed: int):
-    """The Keras protocol through `Sequential.fit`: Adam at the book's fixed lr, batch 32."""
-    torch.manual_seed(seed)
+def fit_model(name: str, d: dict[str, np.ndarray], epochs: int, seed: int, **settings: Any):
+    """`Sequential.fit` on the train split, batch 32, validated every epoch; `settings` are
+    TrainSettings fields (lr, schedule, clip_norm). Returns the model and seconds per epoch."""
+    torch.manual_seed(seed)  # the initial weights
     model = build(name)
     task = TASK[name]
     history = model.fit(
@@ -239,58 +237,22 @@ def train_keras(name: str, d: dict[str, np.ndarray], epochs: int, seed: int):
         batch_size=32,
         validation_data=(d[f"{task}_X_valid"], d[f"{task}_Y_valid"]),
         optimizer="adam",
-        lr=KERAS_LR.get(name, 1e-3),
-        seed=seed,
+        seed=seed,  # the batch order
         verbose=False,
+        **settings,
     )
     return model, history.seconds_per_epoch
 
 
-def train_scheduled(
-    name: str,
-    d: dict[str, np.ndarray],
-    epochs: int,
-    seed: int,
-    lr: float,
-    schedule: str,
-    clip_norm: float | None,
-    batch_size: int = 32,
-):
-    """Best settings: Adam with a per-batch OneCycle (or cosine) schedule and clipping, in a
-    plain PyTorch loop (`Sequential.fit` has no schedules). Same data, batch and epochs."""
-    torch.manual_seed(seed)
-    model = build(name)
-    task = TASK[name]
-    x = torch.as_tensor(d[f"{task}_X_train"])
-    y = torch.as_tensor(d[f"{task}_Y_train"])
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = epochs * math.ceil(len(x) / batch_size)
-    if schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    elif schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    gen = torch.Generator().manual_seed(seed)
-    seconds = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch_size):
-            idx = order[i : i + batch_size]
-            pred = model(x[idx])
-            loss = nn.functional.mse_loss(pred.reshape(y[idx].shape), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip_norm:
-                nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-            opt.step()
-            sched.step()
-        score(name, model, d, "valid")  # per-epoch validation, as fit does (timed alike)
-        seconds.append(time.perf_counter() - start)
-    model.eval()
-    return model, seconds
+def train_keras(name: str, d: dict[str, np.ndarray], epochs: int, seed: int):
+    """The Keras protocol: Adam at the book's fixed lr."""
+    return fit_model(name, d, epochs, seed, lr=KERAS_LR.get(name, 1e-3))
+
+
+def train_best(name: str, d: dict[str, np.ndarray], epochs: int, seed: int, **settings: Any):
+    """Best settings: a per-batch OneCycle (or cosine) schedule peaking at `lr`, gradient norm
+    clipped; same data, batch and epochs as `train_keras`."""
+    return fit_model(name, d, epochs, seed, **settings)
 
 
 # -- the benchmark ------------------------------------------------------------------------------
@@ -347,7 +309,7 @@ def run_model(
     }
     if best:
         settings = BEST[base]
-        train = cached("best", lambda s: train_scheduled(base, d, epochs, s, **settings))
+        train = cached("best", lambda s: train_best(base, d, epochs, s, **settings))
         r = _over_seeds(name, d, seeds, train)
         row |= {
             "best_val_mse": statistics.mean(r["val"]),
@@ -359,7 +321,7 @@ def run_model(
                 "optimizer": "adam",
                 "batch_size": 32,
                 "epochs": epochs,
-                "trainer": "plain PyTorch loop (train_scheduled in benchmarks/handson.py)",
+                "trainer": "Sequential.fit",
                 "chosen_by": "lowest validation MSE of --sweep, seed 42",
             },
         }
@@ -371,7 +333,8 @@ def sweep(names: list[str], d: dict, epochs: int, seed: int) -> list[dict[str, A
     rows = []
     for name in (n for n in names if n in TASK):
         for schedule, lr, clip in SWEEP:
-            model, _ = train_scheduled(name, d, epochs, seed, lr, schedule, clip)
+            chosen = None if schedule == "constant" else schedule
+            model, _ = train_best(name, d, epochs, seed, schedule=chosen, lr=lr, clip_norm=clip)
             val = score(name, model, d, "valid")
             rows.append(
                 {
