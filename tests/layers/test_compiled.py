@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 import torch
@@ -263,8 +264,8 @@ def test_turned_off_by_environment_variable(monkeypatch):
 
 def test_a_failed_build_logs_once_and_reports_unavailable(monkeypatch, caplog):
     monkeypatch.setattr(_compiled, "_built", None)
-    recurrences = _compiled._SOURCES[0]
-    monkeypatch.setattr(_compiled, "_SOURCES", [recurrences, recurrences.with_name("missing.cpp")])
+    source = _compiled._SOURCES[0]
+    monkeypatch.setattr(_compiled, "_SOURCES", [source, source.with_name("missing.cpp")])
     with caplog.at_level(logging.WARNING, logger=_compiled.__name__):
         assert _compiled.available() is False
         assert _compiled.available() is False
@@ -456,6 +457,73 @@ def test_editing_a_shared_header_changes_the_build_flags(monkeypatch, tmp_path):
     header.write_text("// another version\n")
     assert _compiled._headers_digest_flag() != before
     assert before.startswith("-DSEQCAST_HEADERS_SHA1=")
+
+
+def test_every_source_is_compiled_and_every_header_hashed():
+    # A file left out of _SOURCES would fail the load with an undefined symbol; a header left
+    # out of the hash would let a cached build outlive an edit of it.
+    csrc = _compiled._CSRC
+    assert sorted(_compiled._SOURCES) == sorted(csrc.glob("*.cpp"))
+    assert len(set(_compiled._SOURCES)) == len(_compiled._SOURCES)
+    assert _compiled._HEADERS == sorted(csrc.glob("*.h"))
+
+
+class _FakeBuild:
+    """`cpp_extension.load` that builds nothing: it notes what was said on stderr by the time
+    it ran, and leaves a library in the stamp's directory, as a build would."""
+
+    def __init__(self, capsys, directory):
+        self.capsys, self.directory, self.said_before = capsys, directory, []
+
+    def __call__(self, **kwargs):
+        self.said_before.append(self.capsys.readouterr().err)
+        (self.directory / f"{_compiled._EXTENSION}.so").write_bytes(b"")
+
+
+@pytest.fixture
+def fake_build(monkeypatch, tmp_path, capsys):
+    from torch.utils import cpp_extension
+
+    fake = _FakeBuild(capsys, tmp_path)
+    monkeypatch.setattr(cpp_extension, "load", fake)
+    monkeypatch.setattr(_compiled, "_stamp_path", lambda _: tmp_path / _compiled._STAMP)
+    monkeypatch.setattr(_compiled._log, "hasHandlers", lambda: False)  # as on the CLI
+    return fake
+
+
+def test_a_compile_is_announced_before_it_starts_and_timed_and_a_cache_hit_is_silent(
+    fake_build, capsys
+):
+    assert _compiled._build() is True
+    said = fake_build.said_before[0]
+    assert "seqcast: compiling the C++ recurrence kernels (first use only, about" in said
+    assert re.search(r"recurrence kernels built in \d+\.\d s", capsys.readouterr().err)
+    assert _compiled._build() is True  # the stamp matches: torch only loads the cached build
+    assert fake_build.said_before[1] == "" and capsys.readouterr().err == ""
+
+
+def test_an_edited_source_or_other_flags_are_announced_again(
+    fake_build, monkeypatch, tmp_path, capsys
+):
+    _compiled._build()
+    edited = tmp_path / "src" / _compiled._SOURCES[-1].name
+    edited.parent.mkdir()
+    edited.write_text(_compiled._SOURCES[-1].read_text() + "// edited\n")
+    monkeypatch.setattr(_compiled, "_SOURCES", [*_compiled._SOURCES[:-1], edited])
+    _compiled._build()
+    for flags in ("_FLAGS_WITH_OPENMP", "_FLAGS_WITHOUT_OPENMP"):
+        monkeypatch.setattr(_compiled, flags, (["-O3", "-DSEQCAST_OTHER"], []))
+    _compiled._build()
+    assert ["compiling" in said for said in fake_build.said_before] == [True, True, True]
+
+
+def test_with_logging_set_up_the_notice_is_a_log_record(fake_build, monkeypatch, caplog):
+    monkeypatch.setattr(_compiled._log, "hasHandlers", lambda: True)
+    with caplog.at_level(logging.INFO, logger="seqcast.layers"):
+        _compiled._build()
+    said = [r.getMessage() for r in caplog.records if r.name == _compiled.__name__]
+    assert len(said) == 2 and "compiling" in said[0] and "built in" in said[1]
+    assert fake_build.said_before == [""]  # nothing on stderr
 
 
 def test_lstm_stack_with_mixed_layers_gives_each_input_its_gradient():

@@ -12,8 +12,9 @@ layers overlap their time steps on several threads.
 
 The extension is built on first use with `torch.utils.cpp_extension.load` (a C++ compiler and
 ninja are needed; the build is cached in torch's extension directory) and registers its ops
-under `torch.ops.seqcast_rnn`. `available()` says whether it can be used; it never raises.
-Set SEQCAST_NO_COMPILE=1 to turn it off.
+under `torch.ops.seqcast_rnn`. A build that really compiles (not a cache hit) says so on stderr
+while it runs, and how long it took. `available()` says whether the extension can be used; it
+never raises. Set SEQCAST_NO_COMPILE=1 to turn it off.
 
 Shapes (batch-first; H = units, G = gates: LSTM 4, GRU 3, SimpleRNN 1):
 
@@ -39,6 +40,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,6 +97,10 @@ _EXTENSION = "seqcast_recurrences"
 # threads; without it (-fopenmp-simd keeps the `#pragma omp simd` loops) they run on one.
 _FLAGS_WITH_OPENMP = (["-O3", "-fno-trapping-math", "-fopenmp"], ["-fopenmp"])
 _FLAGS_WITHOUT_OPENMP = (["-O3", "-fno-trapping-math", "-fopenmp-simd"], [])
+# CPU seconds of a whole build (measured on a 2-core x86-64 VM), for the notice's estimate.
+_BUILD_CPU_SECONDS = 40.0
+# Written into the build directory after a successful load: the digest of what went into it.
+_STAMP = "seqcast-build.sha1"
 
 # Activation names of the SimpleRNN kernels -> their codes (csrc/cell_math.h).
 ACTIVATIONS = {"linear": 0, "tanh": 1, "sigmoid": 2, "relu": 3}
@@ -108,20 +114,30 @@ def _build() -> bool:
     attempts = [_FLAGS_WITHOUT_OPENMP]
     if sys.platform.startswith("linux"):
         attempts.insert(0, _FLAGS_WITH_OPENMP)
+    notice = _BuildNotice()
     for cflags, ldflags in attempts:
         try:
             from torch.utils import cpp_extension  # imports setuptools: inside the try
 
+            flags = [*cflags, _headers_digest_flag()]
+            stamp = _stamp_path(cpp_extension)
+            digest = _inputs_digest(flags, ldflags)
+            if not _is_cached(stamp, digest):
+                notice.start()
             cpp_extension.load(
                 name=_EXTENSION,
                 sources=[str(path) for path in _SOURCES],
-                extra_cflags=[*cflags, _headers_digest_flag()],
+                extra_cflags=flags,
                 extra_ldflags=ldflags,
                 is_python_module=False,
                 verbose=False,
             )
             ops = torch.ops.seqcast_rnn
-            return hasattr(ops, "lstm_layer_forward") and hasattr(ops, "min_rnn_scan_forward")
+            if hasattr(ops, "lstm_layer_forward") and hasattr(ops, "min_rnn_scan_forward"):
+                _write_stamp(stamp, digest)
+                notice.done()
+                return True
+            return False
         except Exception as exc:  # no compiler, no ninja, a failed build: fall back, never raise
             failure = exc
             _log.debug("seqcast: building %s with %s failed", _SOURCES, cflags, exc_info=True)
@@ -141,6 +157,88 @@ def _headers_digest_flag() -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return f"-DSEQCAST_HEADERS_SHA1={digest.hexdigest()[:16]}"
+
+
+# -- the build notice ---------------------------------------------------------------------------
+#
+# A cold build takes tens of seconds inside the first model that uses a recurrent layer, which
+# would otherwise look like a hang. Whether `load` will compile is known beforehand from a stamp
+# the last successful load left in the build directory: the digest of its sources, headers,
+# flags and torch's version (what decides torch's and ninja's rebuilds). No stamp, another
+# digest or no library: a compile, announced before it starts.
+
+
+class _BuildNotice:
+    """Says once that the kernels are compiling, and then how long it took."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+
+    def start(self) -> None:
+        if self.started is None:
+            self.started = time.monotonic()
+            _notify(
+                "seqcast: compiling the C++ recurrence kernels "
+                f"(first use only, about {_expected_build_seconds()} s)..."
+            )
+
+    def done(self) -> None:
+        if self.started is not None:
+            seconds = time.monotonic() - self.started
+            _notify(f"seqcast: C++ recurrence kernels built in {seconds:.1f} s")
+
+
+def _notify(message: str) -> None:
+    """A one-time notice: to the log where the application has set up logging (its levels
+    decide), else straight to stderr, since an INFO record without a handler goes nowhere and
+    the CLI sets up none."""
+    if _log.hasHandlers():
+        _log.info(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _expected_build_seconds() -> int:
+    """The build's wall time on this machine's cores, to the next 5 s."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    cores = max(1, min(len(usable) if usable else os.cpu_count() or 1, len(_SOURCES)))
+    return 5 * max(1, -(-int(_BUILD_CPU_SECONDS / cores) // 5))
+
+
+def _inputs_digest(cflags: list[str], ldflags: list[str]) -> str:
+    digest = hashlib.sha1(f"{torch.__version__}|{sys.version}|{cflags}|{ldflags}".encode())
+    for path in _SOURCES:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()  # the headers are in cflags, through their digest
+
+
+def _stamp_path(cpp_extension) -> Path | None:
+    """The stamp's place in torch's build directory for the extension (None: unknown)."""
+    try:
+        return Path(cpp_extension._get_build_directory(_EXTENSION, verbose=False)) / _STAMP
+    except Exception:  # a private function of torch's: without it, every build is announced
+        return None
+
+
+def _is_cached(stamp: Path | None, digest: str) -> bool:
+    if stamp is None or not (stamp.parent / f"{_EXTENSION}.so").exists():
+        return False
+    try:
+        return stamp.read_text().strip() == digest
+    except OSError:
+        return False
+
+
+def _write_stamp(stamp: Path | None, digest: str) -> None:
+    if stamp is None:
+        return
+    try:
+        partial = stamp.with_name(f"{stamp.name}.{os.getpid()}")
+        partial.write_text(digest + "\n")
+        partial.replace(stamp)  # atomic: a concurrent reader sees the old stamp or this one
+    except OSError:  # a read-only cache: the next build is announced again, nothing worse
+        _log.debug("seqcast: could not write %s", stamp, exc_info=True)
 
 
 def _failure_reason(exc: Exception) -> str:
