@@ -136,6 +136,7 @@ def test_demo_runs_every_model_on_the_airline_data(tmp_path):
         "forecast.png",
         "leaderboard.csv",
         "leaderboard.png",
+        "report.html",
     ]
 
 

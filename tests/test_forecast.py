@@ -7,6 +7,7 @@ import torch
 
 from seqcast import Forecaster
 from seqcast.data import airline_passengers, split_by_time
+from seqcast.data.preprocess import split_windows
 from seqcast.data.scalers import StandardScaler
 from seqcast.errors import NotFittedError, SeqcastError
 from seqcast.layers import GRU, Dense
@@ -54,8 +55,8 @@ def test_scaler_sees_training_data_only(airline):
 def test_validation_windows_lie_after_training_targets(airline):
     fc = quick(validation_size=0.25)
     fc.fit(airline)
-    x, y, series, start = fc._windows(fc.scaler_.transform(airline), 12, "direct")
-    train, val = fc._split((x, y, series, start), airline)
+    x, y, series, start = fc.pipeline_.training_windows(airline, 12, "direct")
+    train, val = split_windows(series, start, np.array([len(airline)]), 24, 12, False, 0.25)
     last_train_target = (start[train] + 24 + 12 - 1).max()
     first_val_target = (start[val] + 24).min()
     assert last_train_target < first_val_target

@@ -89,13 +89,13 @@ class _PerSeriesScaler:
         all rows to one series if `unique_ids` is a string). numpy in, numpy out; a torch tensor
         in gives a tensor of the same dtype and device."""
         values = values if _is_torch(values) else np.asarray(values)
-        loc, scale = self._params_for(unique_ids, values, column)
+        loc, scale = self.params_for(unique_ids, values, column)
         return (values - loc) / scale
 
     def inverse_transform_array(self, unique_ids: Any, values: Any, column: str = "y") -> Any:
         """Undo `transform_array`: e.g. predictions (batch, horizon, 1) back to data units."""
         values = values if _is_torch(values) else np.asarray(values)
-        loc, scale = self._params_for(unique_ids, values, column)
+        loc, scale = self.params_for(unique_ids, values, column)
         return values * scale + loc
 
     # -- persistence ---------------------------------------------------------------------
@@ -153,8 +153,9 @@ class _PerSeriesScaler:
             )
         return self._rows(frame["unique_id"].to_numpy()), set(frame.columns)
 
-    def _params_for(self, unique_ids: Any, values: Any, column: str) -> tuple[Any, Any]:
-        """loc and scale for each row of `values`, shaped to broadcast over its other axes."""
+    def params_for(self, unique_ids: Any, values: Any, column: str = "y") -> tuple[Any, Any]:
+        """(loc, scale) for each row of `values` (row i belongs to series `unique_ids[i]`),
+        shaped to broadcast over its other axes: data = scaled * scale + loc."""
         self._check_fitted()
         if column not in self.columns_:
             raise SeqcastError(f"unknown column {column!r}; this scaler knows {self.columns_}")
