@@ -193,3 +193,14 @@ def test_covariates_from_a_long_frame_feed_the_model():
         Forecaster(
             "gru", window=12, horizon=3, covariates=["x"], strategy="recursive", epochs=1, units=4
         ).fit(frame)
+
+
+def test_saved_context_keeps_time_zone_and_exact_values(tmp_path):
+    stamps = pd.date_range("2024-01-01", periods=60, freq="h", tz="Europe/Paris")
+    frame = pd.DataFrame({"unique_id": "a", "ds": stamps, "y": np.sin(np.arange(60)) + 1 / 3})
+    fc = Forecaster("linear", window=12, horizon=6, epochs=1).fit(frame)
+    fc.save(tmp_path / "m")
+    back = Forecaster.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(back.context_, fc.context_)
+    assert str(back.context_["ds"].dt.tz) == "Europe/Paris"
+    pd.testing.assert_frame_equal(back.predict(), fc.predict())
