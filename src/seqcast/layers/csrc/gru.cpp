@@ -282,7 +282,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(const Tensor& dout, cons
   const Tensor dw_rz = recurrent_weight_grad(dz, 0, 2 * H, h0, out, rmask);
   if (reset_after) {
     Tensor dw = concat(dw_rz, recurrent_weight_grad(da_n, 0, H, h0, out, rmask));
-    Tensor db = concat(dz.narrow(2, 0, 2 * H).sum({0, 1}), da_n.sum({0, 1}));
+    const int64_t batch_and_time[] = {0, 1};  // sum({0, 1}) is ambiguous in some torch versions
+    Tensor db = concat(dz.narrow(2, 0, 2 * H).sum(batch_and_time), da_n.sum(batch_and_time));
     return {dz, dw, dh0, db};
   }
   Tensor dw = concat(dw_rz, weight_grad(dz, 2 * H, H, rh));

@@ -3,8 +3,6 @@
 
 #include "plumbing.h"
 
-#include <ATen/core/IListRef.h>
-#include <ATen/ops/cat_ops.h>
 #include <ATen/ops/from_blob.h>
 #include <c10/util/accumulate.h>
 
@@ -217,7 +215,12 @@ Tensor empty_buffer(at::IntArrayRef sizes, const at::TensorOptions& options) {
 }
 
 Tensor concat(const Tensor& a, const Tensor& b, int64_t dim) {
-  return at::_ops::cat::call({a, b}, dim);
+  std::vector<int64_t> sizes = a.sizes().vec();
+  sizes[dim] += b.size(dim);
+  Tensor out = lite::empty(sizes, a.options());
+  out.narrow(dim, 0, a.size(dim)).copy_(a);
+  out.narrow(dim, a.size(dim), b.size(dim)).copy_(b);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

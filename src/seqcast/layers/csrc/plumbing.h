@@ -102,7 +102,8 @@ int64_t thread_slot(int64_t slots);
 // An uninitialised tensor for a whole-sequence buffer (large ones reused, see plumbing.cpp).
 Tensor empty_buffer(at::IntArrayRef sizes, const at::TensorOptions& options);
 
-// at::cat({a, b}, dim), here so that only plumbing.cpp parses ATen's tensor-list types.
+// The values of at::cat({a, b}, dim) as one new contiguous tensor, by two copies: at::cat's
+// declaration needs ATen's tensor-list types, another second and a half of parsing.
 Tensor concat(const Tensor& a, const Tensor& b, int64_t dim = 0);
 
 // Rows of a (B, ..., width) tensor at time t: pointer to row 0 and the stride between rows.
