@@ -26,6 +26,11 @@ def linear_model(steps=10):
     return Sequential([Flatten(), Dense(1)], input_shape=(steps, 1))
 
 
+def flat(model):
+    """All parameters as one CPU vector (fit may have trained the model on a GPU)."""
+    return torch.cat([p.detach().cpu().flatten() for p in model.parameters()])
+
+
 def test_history_has_per_epoch_losses_and_metrics():
     x, y = data()
     model = linear_model()
@@ -48,7 +53,7 @@ def test_same_seed_same_weights_and_no_files_written(tmp_path, monkeypatch):
         torch.manual_seed(3)
         model = Sequential([GRU(4), Dense(1)], input_shape=(10, 1))
         model.fit(x, y, epochs=2, seed=11, verbose=False)
-        runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        runs.append(flat(model))
     assert torch.equal(runs[0], runs[1])
     assert os.listdir(tmp_path) == []  # no lightning_logs, no checkpoints
 
@@ -57,7 +62,7 @@ def test_clip_norm_bounds_each_update():
     x, y = data(32)
     y = y * 1000  # huge gradients
     model = linear_model()
-    before = torch.cat([p.detach().flatten() for p in model.parameters()])
+    before = flat(model)
     model.fit(
         x,
         y,
@@ -69,14 +74,14 @@ def test_clip_norm_bounds_each_update():
         seed=0,
         verbose=False,
     )
-    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    after = flat(model)
     assert float((after - before).norm()) <= 1e-3 + 1e-6
 
 
 def test_clip_value_bounds_each_coordinate():
     x, y = data(32)
     model = linear_model()
-    before = torch.cat([p.detach().flatten() for p in model.parameters()])
+    before = flat(model)
     model.fit(
         x,
         y * 1000,
@@ -88,7 +93,7 @@ def test_clip_value_bounds_each_coordinate():
         seed=0,
         verbose=False,
     )
-    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    after = flat(model)
     assert float((after - before).abs().max()) <= 1e-4 + 1e-6  # float32 rounding of p - lr*g
 
 
@@ -190,12 +195,12 @@ def test_small_cpu_models_train_on_one_thread_and_the_setting_is_restored():
 
     x, y = data(64)
     before = torch.get_num_threads()
-    settings = training.TrainSettings(epochs=1, progress=False, seed=0)
+    settings = training.TrainSettings(epochs=1, progress=False, seed=0, accelerator="cpu")
     training.fit_arrays(Probe(), x, y, settings)
     assert set(seen) == {1}
     assert torch.get_num_threads() == before
     seen.clear()
-    training.fit_arrays(Probe(), x, y, training.TrainSettings(epochs=1, progress=False, threads=2))
+    training.fit_arrays(Probe(), x, y, settings.replace(threads=2))
     assert set(seen) == {2}
     assert torch.get_num_threads() == before
 
@@ -401,10 +406,10 @@ def test_auto_picks_lightning_for_what_only_it_does():
 def test_clipping_applies_at_every_step():
     x, y = data(256)
     model = linear_model()
-    before = torch.cat([p.detach().flatten() for p in model.parameters()])
+    before = flat(model)
     model.fit(x, y * 1000, epochs=1, batch_size=32, optimizer="sgd", lr=1.0, clip_norm=1e-3,
               shuffle=False, verbose=False)  # fmt: skip
-    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    after = flat(model)
     assert float((after - before).norm()) <= 8 * 1e-3 + 1e-6  # 8 steps of at most 1e-3
 
 
@@ -431,8 +436,7 @@ def test_a_callable_loss_is_what_training_minimises(trainer):
     assert calls and calls[0] == (32, 1)
     reference, _ = fit("mse")
     # a different loss, a different model; the first step of each saw the same first batch
-    flat = [torch.cat([p.detach().flatten() for p in m.parameters()]) for m in (model, reference)]
-    assert not torch.equal(*flat)
+    assert not torch.equal(flat(model), flat(reference))
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert model.evaluate(x, y)["loss"] == pytest.approx(float(first_half_mse(
         torch.as_tensor(model.predict(x)), torch.as_tensor(y))), rel=1e-5)  # fmt: skip
@@ -445,7 +449,7 @@ def test_a_callable_mse_trains_exactly_as_the_named_one():
         torch.manual_seed(0)
         model = linear_model()
         model.fit(x, y, epochs=2, loss=loss, seed=0, verbose=False)
-        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        weights.append(flat(model))
     assert torch.equal(weights[0], weights[1])
 
 
@@ -505,7 +509,8 @@ def test_onecycle_with_clipping_is_the_hand_written_torch_loop():
     torch.manual_seed(5)
     model = Sequential([GRU(4), Dense(1)], input_shape=(10, 1))
     reference = copy.deepcopy(model)
-    model.fit(x, y, epochs=3, lr=3e-2, schedule="onecycle", clip_norm=1.0, seed=7, verbose=False)
+    model.fit(x, y, epochs=3, lr=3e-2, schedule="onecycle", clip_norm=1.0, seed=7, verbose=False,
+              accelerator="cpu")  # fmt: skip
 
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
     opt = torch.optim.Adam(reference.parameters(), lr=3e-2, fused=True)

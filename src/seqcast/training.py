@@ -484,7 +484,8 @@ def fit_arrays(
     on_epoch_end: EpochHook | None = None,
 ) -> History:
     """Train `model` on (x, y) arrays; returns the per-epoch history. The model is left in
-    eval mode on the CPU-or-GPU device it was trained on.
+    eval mode, on the device it trained on after the lean engine and on the CPU after
+    Lightning (its teardown moves the model there).
 
     `callbacks`: Lightning callbacks (they need the Lightning engine, which "auto" then
     picks). `on_epoch_end(epoch, values)`: called after every epoch by either engine, epoch
