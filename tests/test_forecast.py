@@ -204,3 +204,13 @@ def test_saved_context_keeps_time_zone_and_exact_values(tmp_path):
     pd.testing.assert_frame_equal(back.context_, fc.context_)
     assert str(back.context_["ds"].dt.tz) == "Europe/Paris"
     pd.testing.assert_frame_equal(back.predict(), fc.predict())
+
+
+def test_train_options_reach_the_training_loop_and_bad_names_fail_first(airline):
+    seen = []
+    fc = quick("linear", train_options={"schedule": "cosine", "min_lr": 1e-5})
+    fc.fit(airline, on_epoch_end=lambda epoch, values: seen.append(values["loss"]))
+    assert len(seen) == fc.epochs and "lr" in fc.history_.history
+    assert fc.history_.history["lr"][-1] == pytest.approx(1e-5)  # cosine ends at its floor
+    with pytest.raises(SeqcastError, match="unknown training setting"):
+        quick("linear", train_options={"sheduel": "cosine"}).fit(airline)

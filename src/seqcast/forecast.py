@@ -40,7 +40,9 @@ MODEL_PREFIX = "model."
 class Forecaster:
     """A global forecasting model over one or many series (long frame: unique_id, ds, y).
 
-    Constructor arguments are stored as given (scikit-learn style) and checked by `fit`.
+    Constructor arguments are stored as given (scikit-learn style) and checked by `fit`;
+    `train_options` takes any other field of `seqcast.training.TrainSettings` (a schedule,
+    the Lightning engine's devices, a log_dir...).
     `model` is a name from `seqcast.models.list_models()`, a built `Sequential` mapping
     (batch, window, features) to the strategy's output layout (see `seqcast.models.spec`), or
     "auto": the automatic recipe of `seqcast.auto` (an ensemble of global networks combined
@@ -74,6 +76,7 @@ class Forecaster:
         seed: int | None = 0,
         progress: bool = False,
         auto_options: dict[str, Any] | None = None,
+        train_options: dict[str, Any] | None = None,
     ) -> None:
         # stored as given, checked by `fit` (scikit-learn's convention)
         for name, value in locals().items():
@@ -102,10 +105,11 @@ class Forecaster:
         self._context_windows = None  # computed on first use, for this frame only
 
     # -- fit ------------------------------------------------------------------------------------
-    def fit(self, data: Any, **load_options: Any) -> Forecaster:
+    def fit(self, data: Any, *, on_epoch_end=None, callbacks=None, **load_options) -> Forecaster:
         """Train on every series of `data` (a path, frame, array or Series; `load_options` go
-        to `seqcast.data.load_frame`). Missing values are an error: fill them first
-        (`seqcast.impute`)."""
+        to `seqcast.data.load_frame`). `on_epoch_end(epoch, values)` and Lightning `callbacks`
+        go to the training loop. Missing values are an error: fill them first (`--impute`)."""
+        self._hooks = {"on_epoch_end": on_epoch_end, "callbacks": callbacks}
         start = time.perf_counter()
         self._check_params()
         frame = self._frame(data, load_options)
@@ -136,7 +140,7 @@ class Forecaster:
         if any(p.requires_grad for p in self.model_.parameters()):
             validation = (x[val], y_fit[val]) if val.any() else None
             self.history_ = training.fit_arrays(
-                self.model_, x[train], y_fit[train], self._settings(), validation
+                self.model_, x[train], y_fit[train], self._settings(), validation, **self._hooks
             )
         self.model_.eval()
         self.calibration_, self.residuals_ = _calibration(self, frame)
@@ -159,6 +163,7 @@ class Forecaster:
         check_choice("interval_method", self.interval_method, uncertainty.METHODS)
         if not 0.0 <= float(self.validation_size) < 1.0:
             raise SeqcastError(f"`validation_size` must be in [0, 1), got {self.validation_size!r}")
+        self._settings()  # a bad training setting fails before any work
         if self.model == "auto" and self.interval_method != "conformal":
             raise SeqcastError(
                 "model='auto' calibrates conformal intervals on its backtest; "
@@ -175,19 +180,7 @@ class Forecaster:
         return list(self.covariates or [])
 
     def _frame(self, data: Any, load_options: dict[str, Any]) -> pd.DataFrame:
-        if isinstance(data, pd.DataFrame) and {"unique_id", "ds", "y"} <= set(data.columns):
-            load_options = {"time_col": "ds", "target": "y", "id_col": "unique_id"} | dict(
-                load_options
-            )
-        if self._covariates and "covariates" not in load_options:
-            load_options = {**load_options, "covariates": self._covariates}
-        frame = frames.load_frame(data, **load_options)
-        missing = [c for c in self._covariates if c not in frame.columns]
-        if missing:
-            raise SeqcastError(
-                f"covariate column(s) {missing} not in the data; available: {list(frame.columns)}"
-            )
-        return frame[["unique_id", "ds", "y", *self._covariates]]
+        return _load(data, load_options, self._covariates)
 
     def _spec(self, n_features: int) -> ModelSpec:
         return ModelSpec(
@@ -212,12 +205,11 @@ class Forecaster:
 
     def _settings(self) -> training.TrainSettings:
         names = ("epochs", "batch_size", "optimizer", "lr", "clip_norm", "clip_value")
-        return training.TrainSettings(
+        return training.TrainSettings.from_kwargs(
             **{n: getattr(self, n) for n in names},
-            early_stopping=self.early_stopping,
-            seed=self.seed,
-            progress=self.progress,
-        )
+            early_stopping=self.early_stopping, seed=self.seed, progress=self.progress,
+            **(self.train_options or {}),
+        ).validate()  # fmt: skip
 
     # -- predict --------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -373,6 +365,21 @@ def _intervals(fc: Forecaster, x, point, horizon, levels):
         )
     radius = {lvl: uncertainty.conformal_radius(fc.residuals_[:, :horizon], lvl) for lvl in levels}
     return {lvl: (point - r, point + r) for lvl, r in radius.items()}
+
+
+def _load(data: Any, load_options: dict[str, Any], covariates: list[str]) -> pd.DataFrame:
+    """A validated long frame (unique_id, ds, y, covariates) from any supported source."""
+    if isinstance(data, pd.DataFrame) and {"unique_id", "ds", "y"} <= set(data.columns):
+        load_options = {"time_col": "ds", "target": "y", "id_col": "unique_id"} | dict(load_options)
+    if covariates and "covariates" not in load_options:
+        load_options = {**load_options, "covariates": covariates}
+    frame = frames.load_frame(data, **load_options)
+    missing = [c for c in covariates if c not in frame.columns]
+    if missing:
+        raise SeqcastError(
+            f"covariate column(s) {missing} not in the data; available: {list(frame.columns)}"
+        )
+    return frame[["unique_id", "ds", "y", *covariates]]
 
 
 def _lengths(frame: pd.DataFrame) -> np.ndarray:
