@@ -7,6 +7,7 @@ output behind.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -157,6 +158,27 @@ def _note_scored_imputations(filled, scored: int) -> None:
             f"note: {int(held_out.sum())} of the {len(held_out)} held-out values scored below "
             "are imputed, not observed; their errors measure agreement with the imputation"
         )
+
+
+@contextlib.contextmanager
+def _epoch_bar(hidden: bool, epochs: int):
+    """A progress bar on stderr fed by the training loop's on_epoch_end hook (None: hidden).
+    Early stopping may end before the last epoch; the bar then stops where training did."""
+    if hidden:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+               "{task.total} epochs"), TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task("training", total=epochs)
+
+        def on_epoch_end(epoch: int, values: dict[str, float]) -> None:
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in values.items() if k != "lr")
+            bar.update(task, completed=epoch + 1, description=shown)
+
+        yield on_epoch_end
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -365,10 +387,11 @@ def fit(
         seed=seed,
         lr=lr,
         batch_size=batch_size,
-        progress=not quiet,
+        progress=False,  # the bar below shows the epochs
     )
     data, load_options = _gaps_filled(data, _load_options(time_col, target, id_col), method, seed)
-    fc.fit(data, **load_options)
+    with _epoch_bar(quiet or model == "auto", epochs) as on_epoch_end:
+        fc.fit(data, on_epoch_end=on_epoch_end, **load_options)
     fc.save(out_dir)
     if getattr(fc, "auto_", None) is not None:
         out.print(f"fitted {fc.auto_.describe()} in {fc.fit_seconds_:.1f} s; saved to {out_dir}")
