@@ -163,7 +163,8 @@ def _note_scored_imputations(filled, scored: int) -> None:
 @contextlib.contextmanager
 def _epoch_bar(hidden: bool, epochs: int):
     """A progress bar on stderr fed by the training loop's on_epoch_end hook (None: hidden).
-    Early stopping may end before the last epoch; the bar then stops where training did."""
+    It appears with the first finished epoch, so input refused before training prints only
+    its one error line; early stopping may end it before the last epoch."""
     if hidden:
         yield None
         return
@@ -171,14 +172,21 @@ def _epoch_bar(hidden: bool, epochs: int):
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                "{task.total} epochs"), TimeElapsedColumn())  # fmt: skip
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task("training", total=epochs)
+    bar = Progress(*columns, console=Console(stderr=True))
+    task = None
 
-        def on_epoch_end(epoch: int, values: dict[str, float]) -> None:
-            shown = "  ".join(f"{k} {v:.4g}" for k, v in values.items() if k != "lr")
-            bar.update(task, completed=epoch + 1, description=shown)
+    def on_epoch_end(epoch: int, values: dict[str, float]) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("training", total=epochs)
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in values.items() if k != "lr")
+        bar.update(task, completed=epoch + 1, description=shown)
 
+    try:
         yield on_epoch_end
+    finally:
+        bar.stop()
 
 
 def _count(n: int, one: str, many: str) -> str:
