@@ -3,8 +3,8 @@
 Neural members: one global network per (input window, loss, seed), trained on the windows of
 every series (`seqcast.data.pipeline`); the ensemble's forecast is their median, as in the
 N-BEATS ensembles. Statistical members: statsforecast's AutoETS, AutoTheta, AutoARIMA or
-AutoCES, fit on each series alone. A combination is the mean of some members' forecasts; `seqcast.selection`
-picks one by backtest.
+AutoCES, fit on each series alone. A combination is the mean of some members' forecasts;
+`seqcast.selection` picks one by backtest.
 
 Targets for the neural members travel as one tensor of shape (batch, horizon, 6) so that the
 losses can score forecasts on the series' own scale:
