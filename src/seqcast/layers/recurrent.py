@@ -302,11 +302,20 @@ class RNN(Layer):
     def _label(self) -> str:
         return type(self).__name__
 
+    #: Keras' named layers (SimpleRNN, LSTM, GRU) are this class around one built-in cell:
+    #: they set it to True, and their config is the cell's arguments plus the loop's, flat
+    flat_config: bool = False
+
     def extra_repr(self) -> str:
         flags = ("return_sequences", "return_state", "go_backwards", "zero_output_for_mask")
-        return ", ".join(f"{f}=True" for f in flags if getattr(self, f))
+        loop = ", ".join(f"{f}=True" for f in flags if getattr(self, f))
+        if self.flat_config:
+            return ", ".join(filter(None, (self.cell.extra_repr(), loop)))
+        return loop
 
     def get_config(self) -> dict[str, Any]:
+        if self.flat_config:
+            return {**self.cell.get_config(), **self._loop_config()}
         if not isinstance(self.cell, Layer):
             raise SeqcastError(
                 f"RNN({type(self.cell).__name__}) cannot be saved: only seqcast cells have a "
@@ -325,6 +334,8 @@ class RNN(Layer):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> RNN:
+        if cls.flat_config:
+            return cls(**config)
         config = dict(config)
         return cls(deserialize(config.pop("cell")), **config)
 
@@ -332,6 +343,8 @@ class RNN(Layer):
 class SimpleRNN(RNN):
     """Keras' `SimpleRNN(units, activation="tanh")`: `RNN(SimpleRNNCell(...))`, with the
     cell's arguments and the loop's side by side, and a flat config."""
+
+    flat_config = True
 
     def __init__(
         self,
@@ -357,20 +370,12 @@ class SimpleRNN(RNN):
             zero_output_for_mask=zero_output_for_mask,
         )
 
-    def extra_repr(self) -> str:
-        return ", ".join(filter(None, (self.cell.extra_repr(), super().extra_repr())))
-
-    def get_config(self) -> dict[str, Any]:
-        return {**self.cell.get_config(), **self._loop_config()}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> SimpleRNN:
-        return cls(**config)
-
 
 class LSTM(RNN):
     """Keras' `LSTM(units)`: `RNN(LSTMCell(...))`, with `peephole=True` for Gers &
     Schmidhuber's peephole connections. `return_state=True` returns `(output, h, c)`."""
+
+    flat_config = True
 
     def __init__(
         self,
@@ -401,19 +406,11 @@ class LSTM(RNN):
             zero_output_for_mask=zero_output_for_mask,
         )
 
-    def extra_repr(self) -> str:
-        return ", ".join(filter(None, (self.cell.extra_repr(), super().extra_repr())))
-
-    def get_config(self) -> dict[str, Any]:
-        return {**self.cell.get_config(), **self._loop_config()}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> LSTM:
-        return cls(**config)
-
 
 class GRU(RNN):
     """Keras' `GRU(units, reset_after=True)`: `RNN(GRUCell(...))`."""
+
+    flat_config = True
 
     def __init__(
         self,
@@ -443,16 +440,6 @@ class GRU(RNN):
             implementation=implementation,
             zero_output_for_mask=zero_output_for_mask,
         )
-
-    def extra_repr(self) -> str:
-        return ", ".join(filter(None, (self.cell.extra_repr(), super().extra_repr())))
-
-    def get_config(self) -> dict[str, Any]:
-        return {**self.cell.get_config(), **self._loop_config()}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> GRU:
-        return cls(**config)
 
 
 # -- stacked LSTM layers in one call -------------------------------------------------------------
