@@ -64,6 +64,7 @@ class RecurrentCell(Layer, abstract=True):
         use_bias: bool = True,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
+        recurrent_activation: Activation | None = None,
     ) -> None:
         super().__init__()
         self.units = check_positive_int("units", units)
@@ -71,6 +72,10 @@ class RecurrentCell(Layer, abstract=True):
         self.use_bias = bool(use_bias)
         self.dropout = check_rate("dropout", dropout)
         self.recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
+        # gated cells only: the gates' activation (sigmoid in Keras)
+        self.recurrent_activation_name, self.recurrent_activation = (
+            _activation(recurrent_activation) if recurrent_activation is not None else (None, None)
+        )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -164,7 +169,13 @@ class RecurrentCell(Layer, abstract=True):
             "use_bias": self.use_bias,
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
-        }
+        } | self._recurrent_activation_config()
+
+    def _recurrent_activation_config(self) -> dict[str, Any]:
+        if self.recurrent_activation_name is None:
+            return {}
+        name = self._name_for_config("recurrent_activation", self.recurrent_activation_name)
+        return {"recurrent_activation": name}
 
 
 class SimpleRNNCell(RecurrentCell):
@@ -213,9 +224,8 @@ class LSTMCell(RecurrentCell):
         recurrent_dropout: float = 0.0,
         peephole: bool = False,
     ) -> None:
-        super().__init__(units, activation, use_bias, dropout, recurrent_dropout)
-        self.recurrent_activation_name, self.recurrent_activation = _activation(
-            recurrent_activation
+        super().__init__(
+            units, activation, use_bias, dropout, recurrent_dropout, recurrent_activation
         )
         self.peephole = bool(peephole)
 
@@ -260,9 +270,6 @@ class LSTMCell(RecurrentCell):
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "recurrent_activation": self._name_for_config(
-                "recurrent_activation", self.recurrent_activation_name
-            ),
             "peephole": self.peephole,
         }
 
@@ -297,9 +304,8 @@ class GRUCell(RecurrentCell):
         recurrent_dropout: float = 0.0,
         reset_after: bool = True,
     ) -> None:
-        super().__init__(units, activation, use_bias, dropout, recurrent_dropout)
-        self.recurrent_activation_name, self.recurrent_activation = _activation(
-            recurrent_activation
+        super().__init__(
+            units, activation, use_bias, dropout, recurrent_dropout, recurrent_activation
         )
         self.reset_after = bool(reset_after)
 
@@ -341,8 +347,5 @@ class GRUCell(RecurrentCell):
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "recurrent_activation": self._name_for_config(
-                "recurrent_activation", self.recurrent_activation_name
-            ),
             "reset_after": self.reset_after,
         }

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from seqcast.errors import SeqcastError
 from seqcast.layers import _compiled
 from seqcast.layers.base import Layer, Shape
-from seqcast.layers.cells import Activation, RecurrentCell, States, _activation
+from seqcast.layers.cells import Activation, RecurrentCell, States
 
 
 # -- the layer-norm helper the cells compose ---------------------------------------------------
@@ -119,9 +119,8 @@ class LayerNormLSTMCell(RecurrentCell):
         recurrent_dropout: float = 0.0,
         epsilon: float = 1e-3,
     ) -> None:
-        super().__init__(units, activation, use_bias, dropout, recurrent_dropout)
-        self.recurrent_activation_name, self.recurrent_activation = _activation(
-            recurrent_activation
+        super().__init__(
+            units, activation, use_bias, dropout, recurrent_dropout, recurrent_activation
         )
         self.epsilon = _check_epsilon(epsilon)
 
@@ -158,9 +157,6 @@ class LayerNormLSTMCell(RecurrentCell):
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "recurrent_activation": self._name_for_config(
-                "recurrent_activation", self.recurrent_activation_name
-            ),
             "epsilon": self.epsilon,
         }
 
@@ -191,9 +187,8 @@ class LayerNormGRUCell(RecurrentCell):
         recurrent_dropout: float = 0.0,
         epsilon: float = 1e-3,
     ) -> None:
-        super().__init__(units, activation, use_bias, dropout, recurrent_dropout)
-        self.recurrent_activation_name, self.recurrent_activation = _activation(
-            recurrent_activation
+        super().__init__(
+            units, activation, use_bias, dropout, recurrent_dropout, recurrent_activation
         )
         self.epsilon = _check_epsilon(epsilon)
 
@@ -224,8 +219,5 @@ class LayerNormGRUCell(RecurrentCell):
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "recurrent_activation": self._name_for_config(
-                "recurrent_activation", self.recurrent_activation_name
-            ),
             "epsilon": self.epsilon,
         }
