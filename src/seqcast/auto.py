@@ -115,14 +115,21 @@ class AutoModel:
         typical = int(np.median([len(v) for v in values]))
         self.origins_ = selection.origins(len(values), h, typical)
         backtest = _Backtest.cut(values, h, self.season, self.origins_)
+        full = _Backtest.cut(values, h, self.season, 0) if s.refit else None
         self.members_ = []
         nn_backtest = []
         for lookback in self.lookbacks_:
+            # the windows depend on the lookback alone: cut once for every loss and seed
+            data, val = backtest.training_windows(lookback, s.max_windows_per_series)
+            all_data = None
+            if full is not None or val is None:
+                full = full or _Backtest.cut(values, h, self.season, 0)
+                all_data = full.training_windows(lookback, s.max_windows_per_series)[0]
             for loss in s.loss_names:
                 for seed in s.seeds:
-                    member, forecast = self._fit_member(values, backtest, lookback, loss, seed)
+                    member, rel = self._fit_member(lookback, loss, seed, data, val, all_data)
                     self.members_.append(member)
-                    nn_backtest.append(forecast)
+                    nn_backtest.append(None if rel is None else _to_original(rel, val[1]))
         self._choose(backtest, nn_backtest)
         self.notes_ = {
             "series": len(values),
@@ -141,14 +148,13 @@ class AutoModel:
             seed=seed, progress=False, threads=s.threads, trainer="lean",
         )  # fmt: skip
 
-    def _fit_member(self, values, backtest: _Backtest, lookback: int, loss: str, seed: int):
-        """Early-stopped on the backtest windows, then (settings.refit) trained again on all
-        of each series for the epochs that did best. Returns the member and its backtest
-        forecast on the series' scale."""
-        s, h = self.settings, self.horizon
-        data, val = backtest.training_windows(lookback, s.max_windows_per_series)
-        forecast = None
-        epochs = s.epochs
+    def _fit_member(self, lookback: int, loss: str, seed: int, data, val, all_data):
+        """Early-stopped on the backtest windows `val`, then (settings.refit) trained again on
+        `all_data`, every window of each series, for the epochs that did best. Returns the
+        member and its backtest forecasts relative to each window's level (None without a
+        backtest)."""
+        s = self.settings
+        rel, epochs = None, s.epochs
         model = self._network(lookback, seed)
         if val is not None:
             history = ensemble.train_member(
@@ -156,14 +162,11 @@ class AutoModel:
             )
             epochs = int(np.argmin(history.history["val_loss"])) + 1
             rel = ensemble.member_forecast(model, val[0])
-            forecast = backtest.to_original(rel)
         if s.refit or val is None:
-            full = _Backtest.cut(values, h, self.season, 0)
-            data, _ = full.training_windows(lookback, s.max_windows_per_series)
             model = self._network(lookback, seed)
-            ensemble.train_member(model, data, loss, self._train_settings(epochs, None, seed))
+            ensemble.train_member(model, all_data, loss, self._train_settings(epochs, None, seed))
         log.info("auto member lookback=%d loss=%s seed=%d: %d epochs", lookback, loss, seed, epochs)
-        return _Member(lookback, loss, seed, epochs, model.eval()), forecast
+        return _Member(lookback, loss, seed, epochs, model.eval()), rel
 
     def _network(self, lookback: int, seed: int) -> Sequential:
         torch.manual_seed(seed)
@@ -336,6 +339,14 @@ class _Backtest:
     season: int
     series: np.ndarray  # (windows,) which series each backtest window belongs to
     ends: np.ndarray  # (windows,) its last input index
+    # each series' normalisation, from the points before its earliest origin
+    transforms: dict[int, pipeline.SeriesTransform] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for i, v in enumerate(self.values):
+            end = self._train_end(i)
+            if end >= 1:
+                self.transforms[i] = pipeline.fit_transform(v[:end], self.season)
 
     @classmethod
     def cut(cls, values: list[np.ndarray], horizon: int, season: int, origins: int) -> _Backtest:
@@ -368,16 +379,11 @@ class _Backtest:
         """((X, Y), (X_val, Y_val) or None) with Y in ensemble's six-channel layout."""
         horizon, season = self.horizon, self.season
         train_x, train_y, val_x, val_y = [], [], [], []
-        self.transforms = {}
         val_ends = {}
         for i, e in zip(self.series, self.ends, strict=True):
             val_ends.setdefault(int(i), []).append(int(e))
-        for i, v in enumerate(self.values):
-            end = self._train_end(i)
-            if end < 1:
-                continue
-            t = pipeline.fit_transform(v[:end], season)
-            self.transforms[i] = t
+        for i, t in self.transforms.items():
+            v, end = self.values[i], self._train_end(i)
             z = t.forward(v)
             scale = _mase_scale(v[:end], season)
             ends = np.arange(max(0, end - 1 - most), end - 1)
@@ -395,14 +401,7 @@ class _Backtest:
             )
         data = (np.concatenate(train_x), np.concatenate(train_y))
         val = (np.concatenate(val_x), np.concatenate(val_y)) if val_x else None
-        self._val_y = val[1] if val else None
         return data, val
-
-    def to_original(self, rel: np.ndarray) -> np.ndarray:
-        y = self._val_y
-        u = rel + y[..., ensemble.OFFSET]
-        return np.where(y[..., ensemble.IS_LOG] > 0, np.exp(np.minimum(u, 700.0)),
-                        u * y[..., ensemble.SCALE])  # fmt: skip
 
     def histories(self) -> list[np.ndarray]:
         return [self.values[i][: e + 1] for i, e in zip(self.series, self.ends, strict=True)]
@@ -451,6 +450,14 @@ def noise_scale(t: pipeline.SeriesTransform, history: np.ndarray, season: int) -
         return 1.0
     value = float(np.mean(np.abs(u[lag:] - u[:-lag])))
     return value if value > 0 and np.isfinite(value) else 1.0
+
+
+def _to_original(rel: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Forecasts relative to each window's level back on the series' scale, from the windows'
+    six-channel targets `y` (ensemble's layout)."""
+    u = rel + y[..., ensemble.OFFSET]
+    return np.where(y[..., ensemble.IS_LOG] > 0, np.exp(np.minimum(u, 700.0)),
+                    u * y[..., ensemble.SCALE])  # fmt: skip
 
 
 def _mase_scale(history: np.ndarray, season: int) -> float:
