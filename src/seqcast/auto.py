@@ -397,7 +397,8 @@ class _Backtest:
                 val_y.append(y)
         if not train_x:
             raise SeqcastError(
-                "auto found no training window: every series is shorter than 2 points"
+                "auto found no training window: every series is shorter than 2 points; give "
+                "each series at least 2 observations"
             )
         data = (np.concatenate(train_x), np.concatenate(train_y))
         val = (np.concatenate(val_x), np.concatenate(val_y)) if val_x else None

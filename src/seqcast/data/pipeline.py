@@ -83,6 +83,8 @@ def seasonal_components(u: np.ndarray, m: int) -> np.ndarray:
     """Classical additive decomposition: u minus its centred moving average of order m (2 x m
     for even m), averaged by position mod m and centred to mean 0."""
     n = len(u)
+    if n < 2 * m:  # fewer than two seasons: no season to estimate
+        return np.zeros(m)
     if m % 2:
         kernel = np.full(m, 1.0 / m)
     else:
@@ -94,8 +96,6 @@ def seasonal_components(u: np.ndarray, m: int) -> np.ndarray:
     sums = np.bincount(positions, weights=detrended, minlength=m)
     counts = np.bincount(positions, minlength=m)
     comps = np.divide(sums, counts, out=np.zeros(m), where=counts > 0)
-    if n < 2 * m:
-        return np.zeros(m)
     return comps - comps.mean()
 
 
