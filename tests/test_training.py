@@ -599,7 +599,8 @@ def test_batches_give_each_process_an_equal_share_of_one_order(monkeypatch):
     x = torch.arange(10.0)[:, None]
     shares = []
     for rank in range(3):
-        monkeypatch.setattr(training, "_rank_and_world", lambda rank=rank: (rank, 3))
+        # patched where `_Batches` looks it up: its own module
+        monkeypatch.setattr(training.batches, "_rank_and_world", lambda rank=rank: (rank, 3))
         batches = training._Batches(x, x, 2, shuffle=True, seed=4, shard=True)
         assert len(batches) == 2  # 3 samples each, the 10th dropped
         shares.append(torch.cat([xb for xb, _ in batches]).flatten().tolist())

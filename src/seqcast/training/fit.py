@@ -1,0 +1,112 @@
+"""The entry points: `fit_arrays` checks its inputs and picks the engine; `predict_arrays`
+and `evaluate_arrays` run a model without a trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from seqcast.errors import SeqcastError, check_choice
+from seqcast.training.batches import as_tensor
+from seqcast.training.lightning import _fit_lightning
+from seqcast.training.loop import _fit_lean
+from seqcast.training.recipe import EpochHook
+from seqcast.training.settings import (
+    LOSSES,
+    History,
+    TrainSettings,
+    loss_function,
+    resolve_metrics,
+)
+
+
+def fit_arrays(
+    model: nn.Module,
+    x: Any,
+    y: Any,
+    settings: TrainSettings,
+    validation_data: tuple[Any, Any] | None = None,
+    metrics: Sequence[str | Callable] | None = None,
+    *,
+    callbacks: Sequence[Any] | None = None,
+    on_epoch_end: EpochHook | None = None,
+) -> History:
+    """Train `model` on (x, y) arrays; returns the per-epoch history. The model is left in
+    eval mode, on the device it trained on after the lean engine and on the CPU after
+    Lightning (its teardown moves the model there).
+
+    `callbacks`: Lightning callbacks (they need the Lightning engine, which "auto" then
+    picks). `on_epoch_end(epoch, values)`: called after every epoch by either engine, epoch
+    from 0, values that epoch's History entries; a progress bar attaches here."""
+    settings.validate()
+    metric_map = resolve_metrics(metrics)
+    x, y = as_tensor(x, "X"), as_tensor(y, "y", min_dims=1)
+    if len(x) != len(y):
+        raise SeqcastError(f"X has {len(x)} samples but y has {len(y)}; they must match")
+    if len(x) == 0:
+        raise SeqcastError("no training samples: X is empty")
+    if validation_data is None and settings.early_stopping:
+        raise SeqcastError("early stopping watches val_loss: give validation data")
+    val = None
+    if validation_data is not None:
+        val = (
+            as_tensor(validation_data[0], "X_val"),
+            as_tensor(validation_data[1], "y_val", min_dims=1),
+        )
+    callbacks = list(callbacks or [])
+    if settings.engine(bool(callbacks)) == "lean":
+        if callbacks:
+            raise SeqcastError(
+                "`callbacks` are Lightning callbacks and need trainer='lightning' (or 'auto'); "
+                "for per-epoch values on the lean loop use `on_epoch_end`"
+            )
+        history = _fit_lean(model, x, y, settings, val, metric_map, on_epoch_end)
+    else:
+        history = _fit_lightning(model, x, y, settings, val, metric_map, callbacks, on_epoch_end)
+    model.eval()
+    return history
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def predict_arrays(model: nn.Module, x: Any, batch_size: int = 1024) -> np.ndarray:
+    """Model outputs for x, batched, in eval mode and without gradients."""
+    x = as_tensor(x, "X")
+    device = _device_of(model)
+    was_training = model.training
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        parts = [
+            model(x[i : i + batch_size].to(device, dtype)).cpu()
+            for i in range(0, len(x), batch_size)
+        ]
+    model.train(was_training)
+    return torch.cat(parts).numpy()
+
+
+def evaluate_arrays(
+    model: nn.Module,
+    x: Any,
+    y: Any,
+    loss: str | Callable[[Tensor, Tensor], Tensor] = "mse",
+    metrics: Sequence[str | Callable] | None = None,
+) -> dict[str, float]:
+    y_true = as_tensor(y, "y", min_dims=1)
+    pred = torch.as_tensor(predict_arrays(model, x))
+    if pred.shape != y_true.shape and pred.numel() == y_true.numel():
+        pred = pred.reshape(y_true.shape)
+    y_true = y_true.to(pred.dtype)
+    if not callable(loss):
+        check_choice("loss", loss, LOSSES)
+    out = {"loss": float(loss_function(loss)(pred, y_true))}
+    for name, fn in resolve_metrics(metrics).items():
+        out[name] = float(fn(y_true, pred))
+    return out
