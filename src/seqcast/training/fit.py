@@ -44,6 +44,9 @@ def fit_arrays(
     from 0, values that epoch's History entries; a progress bar attaches here."""
     settings.validate()
     metric_map = resolve_metrics(metrics)
+    if y is None and isinstance(x, torch.utils.data.IterableDataset):
+        hook = on_epoch_end
+        return _fit_streamed(model, x, settings, validation_data, metric_map, callbacks, hook)
     x, y = as_tensor(x, "X"), as_tensor(y, "y", min_dims=1)
     if len(x) != len(y):
         raise SeqcastError(f"X has {len(x)} samples but y has {len(y)}; they must match")
@@ -67,6 +70,24 @@ def fit_arrays(
         history = _fit_lean(model, x, y, settings, val, metric_map, on_epoch_end)
     else:
         history = _fit_lightning(model, x, y, settings, val, metric_map, callbacks, on_epoch_end)
+    model.eval()
+    return history
+
+
+def _fit_streamed(model, batches, settings, validation_data, metric_map, callbacks, hook):
+    """Training on batches streamed from disk (`seqcast.data.stream.WindowStream`: an
+    IterableDataset of (x, y) batches with a length), on the lean engine."""
+    if validation_data is not None or settings.early_stopping or callbacks:
+        raise SeqcastError(
+            "training streamed from Parquet takes no validation data, early stopping or "
+            "callbacks; drop them (conformal intervals are still calibrated on held-out ends)"
+        )
+    if settings.engine(False) != "lean":
+        raise SeqcastError(
+            "training streamed from Parquet runs on the lean engine; use trainer='lean' "
+            "(or 'auto') with one device"
+        )
+    history = _fit_lean(model, batches, None, settings, None, metric_map, hook)
     model.eval()
     return history
 
