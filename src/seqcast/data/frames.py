@@ -30,6 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from seqcast.data.columns import numeric as _numeric
+from seqcast.data.columns import parse_time as _parse_time
+from seqcast.data.columns import to_datetime as _to_datetime
+from seqcast.data.readers import as_table, read_file, reject_table_options
+from seqcast.data.readers import column_names as _names
 from seqcast.errors import SeqcastError, check_positive_int
 
 __all__ = [
@@ -46,8 +51,6 @@ __all__ = [
 
 DEFAULT_ID = "series_0"
 TIME_NAMES = ("ds", "date", "datetime", "time", "timestamp", "month", "period", "year", "week")
-_CSV_EXT = (".csv", ".csv.gz", ".txt", ".tsv")
-_PARQUET_EXT = (".parquet", ".pq")
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -97,16 +100,16 @@ def load_frame_with_rows(
     source (a table's row; a 2-D array's values column by column) of the frame's row i.
     For results that go back in the caller's order: `result.iloc[np.argsort(rows)]`.
     """
+    where: Callable[[int], str]
     if isinstance(source, str | os.PathLike):
-        table, name = _read_file(Path(source)), Path(source).name
-        where: Callable[[int], str] = lambda i: f"line {i + 2} of {name}"  # noqa: E731
+        table, where = read_file(Path(source))
     elif isinstance(source, pd.DataFrame):
         table, where = source, lambda i: f"row {i}"
     else:
-        _reject_table_options(
+        reject_table_options(
             source, time_col=time_col, target=target, id_col=id_col, covariates=covariates
         )
-        table, where = _as_table(source, series_id)
+        table, where = as_table(source, series_id)
     frame = _from_table(table, time_col, target, id_col, covariates, series_id, where)
     return _canonical(frame)
 
@@ -123,89 +126,6 @@ def _canonical(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return frame.iloc[rows].reset_index(drop=True), rows
 
 
-def _reject_table_options(source: Any, **options: Any) -> None:
-    given = [name for name, value in options.items() if value is not None]
-    if given:
-        raise SeqcastError(
-            f"{', '.join(f'`{g}`' for g in given)} name columns of a table, but the source is a "
-            f"{type(source).__name__} with no columns; drop those arguments or pass a DataFrame"
-        )
-
-
-# ----------------------------------------------------------------------------- readers
-def _read_file(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise SeqcastError(f"no such file: {path}")
-    if path.is_dir():
-        raise SeqcastError(f"{path} is a directory; expected a CSV or Parquet file")
-    name = path.name.lower()
-    if name.endswith(_PARQUET_EXT):
-        table = pd.read_parquet(path)
-    elif name.endswith(_CSV_EXT):
-        sep = "\t" if name.endswith(".tsv") else ","
-        try:
-            table = pd.read_csv(path, sep=sep)
-        except pd.errors.EmptyDataError:
-            raise SeqcastError(f"file {path} is empty; expected a header and data rows") from None
-    else:
-        known = ", ".join(_CSV_EXT + _PARQUET_EXT)
-        raise SeqcastError(
-            f"unsupported file type {path.suffix or '(none)'!r} for {path}; expected one of "
-            f"{known} (or read it with pandas and pass the DataFrame)"
-        )
-    if len(table) == 0:
-        raise SeqcastError(f"file {path} has no data rows (columns: {_names(table.columns)})")
-    return table
-
-
-def _as_table(source: Any, series_id: Any) -> tuple[pd.DataFrame, Callable[[int], str]]:
-    """A Series or array as a table `_from_table` reads: dates (if any) in `ds`, values in `y`,
-    and for a 2-D array one `unique_id` per column; plus how to point at a bad value."""
-    if isinstance(source, pd.Series):
-        index = source.index
-        if isinstance(index, pd.PeriodIndex):
-            index = index.to_timestamp()
-        table = pd.DataFrame({"y": source.to_numpy()})
-        if isinstance(index, pd.DatetimeIndex):
-            table.insert(0, "ds", index)
-        return _nonempty(table, "Series"), lambda i: f"position {i}"
-    if not isinstance(source, np.ndarray | list | tuple) and not hasattr(source, "__array__"):
-        raise SeqcastError(
-            f"cannot read time series from a {type(source).__name__}; expected a CSV/Parquet "
-            "path, a pandas DataFrame or Series, or a numpy array"
-        )
-    values = np.asarray(source)
-    if values.ndim not in (1, 2):
-        raise SeqcastError(
-            f"expected a 1-D array (time,) or a 2-D array (time, n_series), got shape "
-            f"{values.shape}"
-        )
-    if values.ndim == 1:
-        return _nonempty(pd.DataFrame({"y": values}), "array"), lambda i: f"position {i}"
-    n_time, n_series = values.shape
-    ids = np.repeat(_array_ids(series_id, n_series), n_time)
-    table = pd.DataFrame({"unique_id": ids, "y": values.T.reshape(-1)})  # column by column
-    return _nonempty(table, "array"), lambda i: f"row {i % n_time}, column {i // n_time}"
-
-
-def _nonempty(table: pd.DataFrame, kind: str) -> pd.DataFrame:
-    if len(table) == 0:
-        raise SeqcastError(f"the {kind} is empty; expected at least one value")
-    return table
-
-
-def _array_ids(series_id: Any, n_series: int) -> list[str]:
-    if series_id is None:
-        return [f"series_{j}" for j in range(n_series)]
-    ids = [str(series_id)] if isinstance(series_id, str) else [str(s) for s in series_id]
-    if len(ids) != n_series or len(set(ids)) != n_series:
-        raise SeqcastError(
-            f"`series_id` gives {len(ids)} name(s) {ids} for {n_series} series (array columns); "
-            "give one distinct name per column"
-        )
-    return ids
-
-
 # ----------------------------------------------------------------------------- tables
 def _from_table(
     table: pd.DataFrame,
@@ -218,6 +138,12 @@ def _from_table(
 ) -> pd.DataFrame:
     if len(table) == 0:
         raise SeqcastError(f"the DataFrame has no rows (columns: {_names(table.columns)})")
+    twice = table.columns[table.columns.duplicated()]
+    if len(twice):
+        raise SeqcastError(
+            f"column {str(twice[0])!r} appears more than once in the table; give every column "
+            "a distinct name (e.g. `df.columns = [...]`)"
+        )
     table = _index_as_column(table, time_col)
     covs = [covariates] if isinstance(covariates, str) else list(covariates or [])
     for name, role in [(time_col, "time_col"), (target, "target"), (id_col, "id_col")]:
@@ -317,63 +243,6 @@ def _ids(table: pd.DataFrame, id_col: str | None, series_id: Any, where) -> pd.S
             f"id column {id_col!r} is empty at {where(bad[0])}; give every row an id"
         )
     return ids.astype(str)
-
-
-# ----------------------------------------------------------------------------- columns
-def _to_datetime(values: pd.Series) -> pd.Series:
-    with warnings.catch_warnings():  # "could not infer format": we report bad values ourselves
-        warnings.simplefilter("ignore", UserWarning)
-        parsed = pd.to_datetime(values, errors="coerce")
-        if parsed.isna().sum() > values.isna().sum():
-            mixed = pd.to_datetime(values, errors="coerce", format="mixed")
-            parsed = mixed if mixed.isna().sum() < parsed.isna().sum() else parsed
-    return parsed
-
-
-def _parse_time(values: pd.Series, name: str, where) -> pd.Series:
-    """Dates -> datetime64 ([ns] where it fits); whole numbers -> int64; anything else errors."""
-    if isinstance(values.dtype, pd.PeriodDtype):
-        values = values.dt.to_timestamp()
-    if pd.api.types.is_bool_dtype(values):
-        raise SeqcastError(f"time column {name!r} holds booleans; expected dates or integers")
-    if pd.api.types.is_numeric_dtype(values):
-        array = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = np.flatnonzero(~np.isfinite(array) | (array != np.round(array)))
-        if len(bad):
-            i = bad[0]
-            raise SeqcastError(
-                f"time column {name!r} has value {_show(values.iloc[i])} at {where(i)}; "
-                "numeric time stamps must be whole numbers (or pass dates)"
-            )
-        return pd.Series(array.astype(np.int64))
-    parsed = values if pd.api.types.is_datetime64_any_dtype(values) else _to_datetime(values)
-    bad = np.flatnonzero(parsed.isna().to_numpy())
-    if len(bad):
-        i = bad[0]
-        raise SeqcastError(
-            f"cannot parse time stamp {_show(values.iloc[i])} in column {name!r} at {where(i)}; "
-            "expected dates such as '1949-01-01' or integers (fix or remove that row)"
-        )
-    if parsed.dt.tz is None and parsed.dt.year.between(1678, 2261).all():
-        parsed = parsed.astype("datetime64[ns]")  # one resolution, whatever the source
-    return parsed
-
-
-def _numeric(values: pd.Series, name: str, where) -> pd.Series:
-    """A float64 copy of `values`; NaN stays (missing), text or infinity is an error."""
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        numbers = values.astype(np.float64)
-    else:
-        numbers = pd.to_numeric(values, errors="coerce").astype(np.float64)
-    array = numbers.to_numpy()
-    bad = np.flatnonzero((np.isnan(array) & values.notna().to_numpy()) | np.isinf(array))
-    if len(bad):
-        i = bad[0]
-        raise SeqcastError(
-            f"column {name!r} must hold numbers, but has {_show(values.iloc[i])} at {where(i)}; "
-            "fix that value (leave the cell empty for a missing value)"
-        )
-    return numbers
 
 
 # ----------------------------------------------------------------------------- validation
@@ -524,15 +393,6 @@ def split_by_time(frame: pd.DataFrame, horizon: int) -> tuple[pd.DataFrame, pd.D
 
 
 # ----------------------------------------------------------------------------- helpers
-def _names(columns: Any) -> str:
-    return ", ".join(repr(str(c)) for c in columns)
-
-
-def _show(value: Any) -> str:
-    """repr of a cell value without numpy's wrapper: 'inf', not 'np.float64(inf)'."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
 def _fmt_stamp(stamp: Any) -> str:
     if isinstance(stamp, pd.Timestamp):
         return stamp.isoformat().removesuffix("T00:00:00")
