@@ -42,14 +42,36 @@ def test_each_strategy_forecasts_the_horizon_asked(airline, strategy):
             fc.predict(horizon=13)
 
 
-def test_scaler_sees_training_data_only(airline):
+def test_each_series_is_scaled_by_the_history_it_is_given(airline):
+    """Training scales by the training frame; predict(data) by `data`, whatever series it
+    holds; predict() by the training-time scaling. Nothing per series is kept in between."""
     train, _ = split_by_time(airline, 12)
     fc = quick().fit(train)
     expected = StandardScaler().fit(train)
-    np.testing.assert_allclose(fc.scaler_.loc_, expected.loc_)
-    np.testing.assert_allclose(fc.scaler_.scale_, expected.scale_)
-    fc.predict(airline)  # predicting on more data must not refit it
-    np.testing.assert_allclose(fc.scaler_.loc_, expected.loc_)
+    np.testing.assert_allclose(fc.context_scaling_.loc, expected.loc_)
+    np.testing.assert_allclose(fc.context_scaling_.scale, expected.scale_)
+    pd.testing.assert_frame_equal(fc.predict(train), fc.predict())  # the same history
+    longer = fc.pipeline_.last_windows(airline)
+    full = StandardScaler().fit(airline)
+    np.testing.assert_allclose(longer.loc, full.loc_[:, :1])
+    np.testing.assert_allclose(longer.scale, full.scale_[:, :1])
+    # the forecast undoes the scaling its own windows got: y_hat = (out + level) * scale + loc
+    out = fc._forecast_scaled(longer.x, 12)
+    expected_y = (out + longer.level) * full.scale_[0, 0] + full.loc_[0, 0]
+    np.testing.assert_allclose(fc.predict(airline)["y_hat"], expected_y.ravel(), rtol=1e-12)
+
+
+def test_evaluate_and_backtest_never_scale_with_the_held_out_part(airline, monkeypatch):
+    fc = quick("linear").fit(airline)
+    wild = airline.copy()
+    wild.loc[wild.index[-12:], "y"] *= 1000.0  # only the held-out year changes
+    seen = []
+    monkeypatch.setattr("seqcast.scoring.score", lambda pred, *a, **k: seen.append(pred) or {})
+    fc.evaluate(airline), fc.evaluate(wild)
+    pd.testing.assert_frame_equal(seen[0], seen[1], check_exact=True)
+    a, b = fc.backtest(airline, windows=3), fc.backtest(wild, windows=3)
+    pd.testing.assert_series_equal(a["y_hat"], b["y_hat"], check_exact=True)
+    assert not a["y"].equals(b["y"])
 
 
 def test_validation_windows_lie_after_training_targets(airline):

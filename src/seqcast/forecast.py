@@ -26,15 +26,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from seqcast import __version__, auto, io, scoring, strategies, training, uncertainty
+from seqcast import auto, model_dir, scoring, strategies, training, uncertainty
 from seqcast.data import frames
-from seqcast.data.preprocess import SCALERS, LastWindows, WindowPipeline, split_windows
+from seqcast.data.preprocess import (
+    SCALERS,
+    LastWindows,
+    WindowPipeline,
+    split_windows,
+)
 from seqcast.errors import NotFittedError, SeqcastError, check_choice
 from seqcast.models import BASELINES, ModelSpec, build_model
 from seqcast.sequential import Sequential
 
 score = scoring.score  # where it was before the scoring module; kept for existing imports
-MODEL_PREFIX = "model."
 
 
 class Forecaster:
@@ -91,16 +95,13 @@ class Forecaster:
         return self.model if isinstance(self.model, str) else "custom"
 
     @property
-    def scaler_(self):
-        return self.pipeline_.scaler_
-
-    @property
-    def context_(self) -> pd.DataFrame:
-        """The series `predict()` forecasts from by default (the end of the training data)."""
+    def context_(self) -> pd.DataFrame | None:
+        """The series `predict()` forecasts from by default (the end of the training data);
+        None for a model saved without it (`save(..., context=False)`)."""
         return self._context
 
     @context_.setter
-    def context_(self, frame: pd.DataFrame) -> None:
+    def context_(self, frame: pd.DataFrame | None) -> None:
         self._context = frame
         self._context_windows = None  # computed on first use, for this frame only
 
@@ -131,7 +132,8 @@ class Forecaster:
             self.window, self.scaler, self.local_level, self._covariates
         ).fit(frame)
         self.model_ = self._build(spec)
-        x, y, series, starts = self.pipeline_.training_windows(frame, steps, spec.strategy)
+        dtype = torch.empty(0, dtype=self._dtype()).numpy().dtype  # windows in the model's dtype
+        x, y, series, starts = self.pipeline_.training_windows(frame, steps, spec.strategy, dtype)
         train, val = split_windows(
             series, starts, _lengths(frame), self.window, steps, spec.strategy == "seq2seq",
             self.validation_size,
@@ -143,9 +145,12 @@ class Forecaster:
                 self.model_, x[train], y_fit[train], self._settings(), validation, **self._hooks
             )
         self.model_.eval()
-        self.calibration_, self.residuals_ = _calibration(self, frame)
+        self.calibration_, errors = scoring.calibration_errors(self, frame)
+        self.conformal_ = (len(errors), scoring.conformal_table(errors))
+        # the training series' ends, scaled as in training, for predict() without data
         self.context_ = frame.groupby("unique_id", sort=False).tail(self.window)
         self.context_ = self.context_.reset_index(drop=True)
+        self.context_scaling_ = self.pipeline_.scaling(frame)
 
     def _fit_auto(self, frame: pd.DataFrame) -> None:
         if self._covariates:
@@ -219,8 +224,12 @@ class Forecaster:
     def _dtype(self) -> torch.dtype:
         return next(iter(self.model_.parameters()), torch.empty(0)).dtype
 
+    def _device(self) -> torch.device:
+        return next(iter(self.model_.parameters()), torch.empty(0)).device
+
     def _forecast_scaled(self, x: np.ndarray, horizon: int) -> np.ndarray:
-        x = torch.as_tensor(x).to(self._dtype())
+        """The model's forecast for windows `x`, moved to the model's device and dtype."""
+        x = torch.as_tensor(x).to(device=self._device(), dtype=self._dtype())
         with torch.inference_mode():
             out = strategies.forecast(self.model_, x, horizon, self.strategy_, self.horizon)
         return out.cpu().double().numpy()
@@ -228,15 +237,27 @@ class Forecaster:
     def _windows_of(self, data: Any, load_options: dict[str, Any]) -> LastWindows:
         if data is not None:
             return self.pipeline_.last_windows(self._frame(data, load_options))
+        if self.context_ is None:
+            raise SeqcastError(
+                "this model was saved without its training series, so predict() needs data: "
+                "give the history to forecast from"
+            )
         if self._context_windows is None:  # reset whenever context_ is assigned
-            self._context_windows = self.pipeline_.last_windows(self.context_)
+            scaling = getattr(self, "context_scaling_", None)
+            self._context_windows = self.pipeline_.last_windows(self.context_, scaling)
         return self._context_windows
 
     def predict(
         self, data: Any = None, horizon: int | None = None, intervals: Any = None, **load_options
     ) -> pd.DataFrame:
         """Forecast `horizon` steps after the end of each series of `data` (default: the
-        training data). Returns unique_id, ds, y_hat (+ y_lo_L / y_hi_L for each level L)."""
+        training data). Returns unique_id, ds, y_hat (+ y_lo_L / y_hi_L for each level L).
+
+        Any series can be forecast, seen in training or not: each is normalised by the
+        statistics of its whole history in `data` (not only its last window), as training
+        normalised each training series by its whole training history; so a series given
+        with the history it was trained on is scaled exactly as in training. Without `data`,
+        the training series' ends are forecast with their training-time scaling."""
         self._check_fitted()
         horizon = self.horizon if horizon is None else horizon
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon <= 0:
@@ -253,12 +274,13 @@ class Forecaster:
         columns = {"y_hat": point}
         for lvl, (lo, hi) in _intervals(self, win.x, point, horizon, levels).items():
             columns[f"y_lo_{lvl}"], columns[f"y_hi_{lvl}"] = lo, hi
-        columns = {k: self.pipeline_.to_original(v, win.level, win.ids) for k, v in columns.items()}
+        columns = {k: self.pipeline_.to_original(v, win) for k, v in columns.items()}
         return self._to_frame(columns, win.ids, win.last)
 
     def forecast_many(self, contexts: list[pd.DataFrame]) -> list[pd.DataFrame]:
         """Point forecasts after each of several long frames; a network forecasts all of
-        their series in one batch."""
+        their series in one batch. Each frame's series are normalised by that frame alone,
+        so a backtest's scaling never sees the points after its cutoff."""
         if self.auto_ is not None:
             return [self.predict(c) for c in contexts]
         wins = [self.pipeline_.last_windows(c) for c in contexts]
@@ -267,7 +289,7 @@ class Forecaster:
         for w in wins:
             block = point[offset : offset + len(w.x)]
             offset += len(w.x)
-            y_hat = self.pipeline_.to_original(block, w.level, w.ids)
+            y_hat = self.pipeline_.to_original(block, w)
             out.append(self._to_frame({"y_hat": y_hat}, w.ids, w.last))
         return out
 
@@ -309,41 +331,20 @@ class Forecaster:
         return scoring.backtest(self, self._frame(data, load_options), windows, step)
 
     # -- persistence ----------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write config.json + model.safetensors (+ scaler.json) into directory `path`."""
+    def save(self, path: str | Path, context: bool = True) -> Path:
+        """Write config.json + model.safetensors + scaler.json into directory `path`
+        (written beside it, then renamed into place; a second process saving to the same
+        path at the same time is refused). Its size does not depend on the number of
+        training series, except for the context: each training series' last window, kept so
+        that `predict()` runs without data; `context=False` leaves it out."""
         self._check_fitted()
-        return _save(self, Path(path))
+        return model_dir.save(self, Path(path), context)
 
     @classmethod
     def load(cls, path: str | Path) -> Forecaster:
-        """Rebuild a saved Forecaster on the CPU (GPU-trained models included)."""
-        config, state, scaler = io.read_model_dir(path)
-        try:
-            return _restore(cls, config, state, scaler)
-        except SeqcastError:
-            raise
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise SeqcastError(
-                f"{path} holds a damaged or incompatible seqcast model "
-                f"({str(err).splitlines()[0]}); fit and save it again"
-            ) from None
-
-
-def _calibration(fc: Forecaster, frame: pd.DataFrame) -> tuple[str, np.ndarray]:
-    """(kind, absolute H-step errors in scaled units) on the validation windows, which
-    calibrate conformal intervals; in-sample when no window is held out."""
-    lengths = _lengths(frame)
-    if (lengths < fc.window + fc.horizon).any():
-        return "none", np.zeros((0, fc.horizon))
-    x, y, series, start = fc.pipeline_.training_windows(frame, fc.horizon, "direct")
-    cut = np.floor(lengths * (1 - float(fc.validation_size))).astype(int)[series]
-    held_out = start + fc.window >= cut
-    kind = "held-out"
-    if not held_out.any():
-        held_out = np.ones(len(x), dtype=bool)
-        kind = "in-sample"
-    pred = fc._forecast_scaled(x[held_out], fc.horizon)
-    return kind, np.abs(y[held_out].reshape(-1, fc.horizon) - pred)
+        """Rebuild a saved Forecaster on the CPU (GPU-trained models included); a damaged or
+        inconsistent directory is refused before any tensor is read."""
+        return model_dir.load(cls, path)
 
 
 def _intervals(fc: Forecaster, x, point, horizon, levels):
@@ -351,19 +352,15 @@ def _intervals(fc: Forecaster, x, point, horizon, levels):
     if not levels:
         return {}
     if fc.interval_method == "mc_dropout":
-        x = torch.as_tensor(x).to(fc._dtype())
+        x = torch.as_tensor(x).to(device=fc._device(), dtype=fc._dtype())
         return uncertainty.mc_dropout_quantiles(
             lambda: strategies.forecast(fc.model_, x, horizon, fc.strategy_, fc.horizon),
             fc.model_,
             fc.mc_samples,
             levels,
         )
-    if horizon > fc.residuals_.shape[1]:
-        raise SeqcastError(
-            f"conformal intervals are calibrated for {fc.residuals_.shape[1]} steps, "
-            f"not {horizon}; ask for a shorter horizon or use interval_method='mc_dropout'"
-        )
-    radius = {lvl: uncertainty.conformal_radius(fc.residuals_[:, :horizon], lvl) for lvl in levels}
+    n, table = fc.conformal_
+    radius = {lvl: scoring.conformal_radius(table, n, lvl, horizon) for lvl in levels}
     return {lvl: (point - r, point + r) for lvl, r in radius.items()}
 
 
@@ -389,60 +386,3 @@ def _lengths(frame: pd.DataFrame) -> np.ndarray:
 def _values_by_series(frame: pd.DataFrame) -> list[np.ndarray]:
     """Each series' target as a float64 array, in the frame's series order."""
     return [part.to_numpy(np.float64) for _, part in frame.groupby("unique_id", sort=False)["y"]]
-
-
-# -- the model directory ----------------------------------------------------------------------
-def _save(fc: Forecaster, path: Path) -> Path:
-    params = fc.get_params() | {"model": fc.model_name}
-    context, context_meta = io.context_to_tensors(fc.context_)
-    config = {
-        "seqcast_version": __version__,
-        "params": params,
-        "freq": fc.freq_,
-        "calibration": fc.calibration_,
-        "context": context_meta,
-        "fit_seconds": fc.fit_seconds_,
-    }
-    if fc.auto_ is not None:
-        auto_config, tensors = fc.auto_.state()
-        return io.write_model_dir(path, config | {"auto": auto_config}, tensors | context, {})
-    config |= {
-        "architecture": fc.model_.get_config(),
-        "strategy": fc.strategy_,
-        "residuals": fc.residuals_.tolist(),
-        "history": None if fc.history_ is None else fc.history_.history,
-    }
-    tensors = {MODEL_PREFIX + k: v for k, v in fc.model_.state_dict().items()}
-    return io.write_model_dir(path, config, tensors | context, fc.pipeline_.to_dict())
-
-
-def _restore(cls: type[Forecaster], config: dict, state: dict, scaler: dict) -> Forecaster:
-    """A Forecaster from a model directory's parts; version 1 directories kept their context
-    as JSON and their weights without a prefix."""
-    params = dict(config["params"])
-    version = config.get("format_version", 1)
-    weights, context = io.split_state(state)
-    if version >= 2:
-        weights = {k.removeprefix(MODEL_PREFIX): v for k, v in weights.items()}
-    fc = cls(**params)
-    fc.freq_, fc.calibration_ = config["freq"], config["calibration"]
-    fc.fit_seconds_ = config.get("fit_seconds", float("nan"))
-    fc.history_, fc.auto_ = None, None
-    if version >= 2:
-        fc.context_ = io.context_from_tensors(context, config["context"])
-    else:
-        fc.context_ = io.context_from_json(config["context"])
-    if params["model"] == "auto":
-        fc.auto_ = auto.AutoModel.from_state(config["auto"], weights)
-        fc.model_, fc.strategy_ = None, "direct"
-        return fc
-    model = Sequential.from_config(config["architecture"])
-    if params["model"] == "custom":
-        fc.model = model
-    model.load_state_dict(weights)
-    fc.model_, fc.strategy_ = model.eval(), config["strategy"]
-    fc.residuals_ = np.asarray(config["residuals"], dtype=np.float64).reshape(-1, fc.horizon)
-    fc.pipeline_ = WindowPipeline.from_dict(
-        fc.window, fc.scaler, fc.local_level, fc._covariates, scaler
-    )
-    return fc

@@ -1,8 +1,11 @@
-"""Scoring forecasts against held-out data: `score`, and the hold-out evaluation and
-rolling-origin backtest behind `Forecaster.evaluate` and `Forecaster.backtest`."""
+"""Scoring forecasts against held-out data: `score`, the hold-out evaluation and
+rolling-origin backtest behind `Forecaster.evaluate` and `Forecaster.backtest`, and the
+held-out errors that calibrate a Forecaster's conformal intervals."""
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,6 +17,9 @@ from seqcast.errors import SeqcastError
 
 if TYPE_CHECKING:
     from seqcast.forecast import Forecaster
+
+log = logging.getLogger(__name__)
+LEVELS = np.arange(1, 100)  # the interval levels `predict` accepts, in percent
 
 
 def score(
@@ -78,3 +84,59 @@ def backtest(fc: Forecaster, frame: pd.DataFrame, windows: int, step: int) -> pd
             pred.merge(truth[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="left")
         )
     return pd.concat(parts, ignore_index=True)[["unique_id", "cutoff", "ds", "y", "y_hat"]]
+
+
+# -- conformal calibration --------------------------------------------------------------------
+def calibration_errors(fc: Forecaster, frame: pd.DataFrame) -> tuple[str, np.ndarray]:
+    """(kind, absolute H-step errors in scaled units) on the validation windows, which
+    calibrate conformal intervals; in-sample when no window is held out."""
+    lengths = frame.groupby("unique_id", sort=False).size().to_numpy()
+    if (lengths < fc.window + fc.horizon).any():
+        return "none", np.zeros((0, fc.horizon))
+    x, y, series, start = fc.pipeline_.training_windows(frame, fc.horizon, "direct")
+    cut = np.floor(lengths * (1 - float(fc.validation_size))).astype(int)[series]
+    held_out = start + fc.window >= cut
+    kind = "held-out"
+    if not held_out.any():
+        held_out = np.ones(len(x), dtype=bool)
+        kind = "in-sample"
+    pred = fc._forecast_scaled(x[held_out], fc.horizon)
+    return kind, np.abs(y[held_out].reshape(-1, fc.horizon) - pred)
+
+
+def conformal_table(errors: np.ndarray) -> np.ndarray:
+    """The split-conformal radius of every level `predict` accepts (1..99 %), per horizon
+    step: row L-1 is `uncertainty.conformal_radius(errors, L)`, the k-th smallest error with
+    k = ceil((n + 1) L / 100), inf where k > n. Its size is fixed (99 x H), however many
+    series and windows calibrated it, so a saved model does not grow with them."""
+    n = errors.shape[0]
+    ranked = np.sort(np.abs(errors), axis=0)
+    table = np.full((len(LEVELS), errors.shape[1]), np.inf)
+    for row, level in enumerate(LEVELS):
+        k = math.ceil((n + 1) * int(level) / 100)
+        if k <= n:
+            table[row] = ranked[k - 1]
+    return table
+
+
+def conformal_radius(table: np.ndarray, n: int, level: int, horizon: int) -> np.ndarray:
+    """The radius of `level`% intervals for the first `horizon` steps from `conformal_table`
+    output calibrated on `n` windows; unbounded (with a warning) where n is too small."""
+    if n == 0:
+        raise SeqcastError(
+            "no held-out residuals to calibrate conformal intervals; train with "
+            "validation_size > 0 and enough history, or use interval_method='mc_dropout'"
+        )
+    if horizon > table.shape[1]:
+        raise SeqcastError(
+            f"conformal intervals are calibrated for {table.shape[1]} steps, not {horizon}; "
+            "ask for a shorter horizon or use interval_method='mc_dropout'"
+        )
+    radius = table[level - 1, :horizon]
+    if np.isinf(radius).any():
+        log.warning(
+            "%d%% conformal intervals need at least %d calibration windows, got %d: the "
+            "interval is unbounded; ask for a lower level or give more (or longer) series",
+            level, math.ceil(level / (100 - level)), n,
+        )  # fmt: skip
+    return radius

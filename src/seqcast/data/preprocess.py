@@ -1,13 +1,21 @@
 """`WindowPipeline`: the per-series path between a long frame and a windowed model, and back.
 
-    scale        a per-series scaler (standard or min-max) fit on the training frame, by id
+    scale        a per-series scaler (standard or min-max), fit on each series' own history
+                 every time a frame comes in, by id
     local level  each window shifted by its last observed target (so trends extrapolate)
     windows      strided training windows, or the last window of every series to forecast
-    inverse      forecasts + level, unscaled with the same series' parameters
+    inverse      forecasts + level, unscaled with the parameters of the window's own series
 
-Fit/transform semantics as scikit-learn's: `fit(frame)` learns the scaler; everything else
-reads a frame and returns arrays grouped by series id (never by row position: `load_frame`
-returns each series as one block).
+The pipeline keeps no per-series state: `training_windows(frame)` scales each series by the
+statistics of its rows in the training frame, and `last_windows(frame)` by the statistics of
+its rows in the frame given to forecast from (the whole history given, not only the last
+window). A series forecast from the history it was trained on is therefore scaled exactly as
+in training, and a series never seen in training is scaled by its own history, so a model
+fit on a sample of series forecasts any other. The parameters used for a forecast travel
+with its windows (`LastWindows.loc` / `.scale`), so nothing is looked up by id afterwards.
+
+Scalers never see what they are asked to forecast: `last_windows` reads only the history it
+is given, so evaluation and backtests, which cut the held-out part off first, keep it unseen.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from seqcast.data.windows import windows_from_frame
 from seqcast.errors import NotFittedError, SeqcastError, check_choice
 
 SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, None: None}
+_SCALER_NAMES = {"StandardScaler": "standard", "MinMaxScaler": "minmax"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,19 @@ class LastWindows:
     level: np.ndarray  # (series, 1), in scaled units (0 without local level)
     ids: list[str]
     last: list[Any]  # each series' last time stamp
+    loc: np.ndarray  # (series, 1): the target's scaler location (0 without a scaler)
+    scale: np.ndarray  # (series, 1): the target's scaler scale (1 without a scaler)
+
+
+@dataclass(frozen=True)
+class SeriesScaling:
+    """Per-series scaler parameters for a fixed list of series, rows in `ids` order: what
+    `predict()` without data uses for the series kept as the model's context."""
+
+    ids: list[str]
+    columns: list[str]
+    loc: np.ndarray  # (series, columns)
+    scale: np.ndarray  # (series, columns)
 
 
 class WindowPipeline:
@@ -49,12 +71,14 @@ class WindowPipeline:
         self.scaler = scaler
         self.local_level = local_level
         self.covariates = list(covariates or [])
-        self.scaler_ = None
         self._fitted = False
-        self._parts_cache: tuple | None = None
 
     def fit(self, frame: pd.DataFrame) -> WindowPipeline:
-        self.scaler_ = SCALERS[self.scaler]().fit(frame) if self.scaler else None
+        """Check that `frame` has the columns the pipeline reads. Nothing is learnt per
+        series: scaling parameters come from each frame the pipeline is given."""
+        missing = [c for c in ["unique_id", "ds", "y", *self.covariates] if c not in frame]
+        if missing:
+            raise SeqcastError(f"the frame lacks column(s) {missing}; give a long frame")
         self._fitted = True
         return self
 
@@ -62,15 +86,36 @@ class WindowPipeline:
         if not self._fitted:
             raise NotFittedError("This WindowPipeline is not fitted yet. Call `fit` first.")
 
-    def scale(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def scaling(self, frame: pd.DataFrame) -> SeriesScaling | None:
+        """Each series' scaler parameters from its own rows of `frame` (None without a
+        scaler)."""
         self._check_fitted()
-        return self.scaler_.transform(frame) if self.scaler_ is not None else frame
+        if self.scaler is None:
+            return None
+        fitted = SCALERS[self.scaler]().fit(frame[["unique_id", "y", *self.covariates]])
+        return SeriesScaling(fitted.ids_, fitted.columns_, fitted.loc_, fitted.scale_)
 
-    def training_windows(self, frame: pd.DataFrame, steps: int, strategy: str):
-        """(X, Y, series, start) over every series, X shifted to each window's last value when
-        `local_level` (Y with it)."""
+    def _scale(self, frame: pd.DataFrame, scaling: SeriesScaling | None) -> pd.DataFrame:
+        if scaling is None:
+            return frame
+        rows = pd.Index(scaling.ids).get_indexer(frame["unique_id"].astype(str))
+        if (rows < 0).any():
+            unknown = frame["unique_id"].astype(str).to_numpy()[rows < 0][0]
+            raise SeqcastError(
+                f"series {unknown!r} has no scaling parameters; give its history to forecast from"
+            )
+        out = frame.copy()
+        for j, col in enumerate(scaling.columns):
+            values = frame[col].to_numpy(np.float64)
+            out[col] = (values - scaling.loc[rows, j]) / scaling.scale[rows, j]
+        return out
+
+    def training_windows(self, frame: pd.DataFrame, steps: int, strategy: str, dtype=np.float32):
+        """(X, Y, series, start) over every series, each scaled by its own rows of `frame`;
+        X shifted to each window's last value when `local_level` (Y with it)."""
         target = "seq2seq" if strategy == "seq2seq" else "vector"
-        win = windows_from_frame(self.scale(frame), self.window, steps, target, self.covariates)
+        scaled = self._scale(frame, self.scaling(frame))
+        win = windows_from_frame(scaled, self.window, steps, target, self.covariates, dtype=dtype)
         x, y = np.array(win.X), np.array(win.Y)
         if self.local_level:
             level = x[:, -1:, 0].copy()  # (n, 1)
@@ -78,8 +123,13 @@ class WindowPipeline:
             y = y - level[:, :, None] if y.ndim == 3 else y - level
         return x, y, win.series, win.start
 
-    def last_windows(self, frame: pd.DataFrame) -> LastWindows:
-        """The last `window` points of every series, scaled and shifted."""
+    def last_windows(
+        self, frame: pd.DataFrame, scaling: SeriesScaling | None = None
+    ) -> LastWindows:
+        """The last `window` points of every series, scaled and shifted. Each series is
+        scaled by `scaling` when given (the stored context's parameters), else by the
+        statistics of all its rows in `frame`: the whole history given, not only the window."""
+        self._check_fitted()
         tails = frame.groupby("unique_id", sort=False).tail(self.window)
         sizes = tails.groupby("unique_id", sort=False).size()
         short = sizes[sizes < self.window]
@@ -89,43 +139,59 @@ class WindowPipeline:
                 f"the last {self.window} (its window) to forecast"
             )
         frames.check_no_missing(tails, what="prediction")
-        values = self.scale(tails)[["y", *self.covariates]].to_numpy(np.float64)
+        ids = [str(i) for i in sizes.index]
+        if scaling is None:
+            scaling = self.scaling(frame)
+        values = self._scale(tails, scaling)[["y", *self.covariates]].to_numpy(np.float64)
         x = values.reshape(len(sizes), self.window, -1).copy()
         level = x[:, -1:, 0].copy() if self.local_level else np.zeros((len(x), 1))
         x[..., 0] -= level
+        loc, scale = _target_params(scaling, ids)
         last = tails.groupby("unique_id", sort=False)["ds"].last()
-        return LastWindows(x, level, [str(i) for i in sizes.index], last.to_list())
+        return LastWindows(x, level, ids, last.to_list(), loc, scale)
 
-    def to_original(self, values: np.ndarray, level: np.ndarray, ids: list[str]) -> np.ndarray:
-        """Forecasts (series, horizon) in scaled, level-shifted units back to data units."""
-        out = values + level
-        if self.scaler_ is not None:
-            loc, scale = self._target_params(ids)
-            out = out * scale + loc
-        return np.asarray(out, dtype=np.float64)
-
-    def _target_params(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The target's (loc, scale) per series; the last ids asked for are kept, since
-        repeated `predict()` calls ask for the same and the look-up costs more than the
-        model's forward pass (benchmarks/latency.py)."""
-        key = tuple(ids)
-        if self._parts_cache is None or self._parts_cache[0] != key:
-            params = self.scaler_.params_for(ids, np.zeros((len(ids), 1)), "y")
-            self._parts_cache = (key, params)
-        return self._parts_cache[1]
+    def to_original(self, values: np.ndarray, win: LastWindows) -> np.ndarray:
+        """Forecasts (series, horizon) in scaled, level-shifted units back to data units,
+        with the parameters the windows `win` were scaled by."""
+        return np.asarray((values + win.level) * win.scale + win.loc, dtype=np.float64)
 
     # -- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return self.scaler_.to_dict() if self.scaler_ is not None else {}
+        """The scaler's kind and settings: a fixed size, whatever the number of series."""
+        return SCALERS[self.scaler]().to_dict() if self.scaler else {}
 
     @classmethod
     def from_dict(
         cls, window: int, scaler: str | None, local_level: bool, covariates, state: dict
     ) -> WindowPipeline:
+        """A pipeline from `to_dict()` output; `state` is checked against `scaler`. Older
+        model directories stored fitted per-series parameters, which are not needed here."""
+        if state:
+            kind = _SCALER_NAMES.get(scaler_from_dict(state).__class__.__name__)
+            if kind != scaler:
+                raise SeqcastError(
+                    f"the saved scaler is {kind!r} but the model's settings say {scaler!r}; "
+                    "the model directory is inconsistent, fit and save it again"
+                )
         pipeline = cls(window, scaler, local_level, covariates)
-        pipeline.scaler_ = scaler_from_dict(state) if state else None
         pipeline._fitted = True
         return pipeline
+
+
+def scaling_from_state(state: dict) -> SeriesScaling | None:
+    """The per-series parameters of an older model directory's fitted scaler.json."""
+    if not state or not state.get("fitted"):
+        return None
+    fitted = scaler_from_dict(state)
+    return SeriesScaling(fitted.ids_, fitted.columns_, fitted.loc_, fitted.scale_)
+
+
+def _target_params(scaling: SeriesScaling | None, ids: list[str]) -> tuple[np.ndarray, ...]:
+    if scaling is None:
+        return np.zeros((len(ids), 1)), np.ones((len(ids), 1))
+    rows = pd.Index(scaling.ids).get_indexer(ids)
+    j = scaling.columns.index("y")
+    return scaling.loc[rows, j].reshape(-1, 1), scaling.scale[rows, j].reshape(-1, 1)
 
 
 def split_windows(
