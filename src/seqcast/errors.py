@@ -76,3 +76,14 @@ def format_shape(shape: tuple) -> str:
     """`(None, 20, 1)` for a shape tuple: the one way every seqcast message prints a shape."""
     inner = ", ".join("None" if s is None else str(s) for s in shape)
     return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+class TrainingDivergedError(SeqcastError):
+    """Training stopped because its loss (or its gradients) became non-finite or exploded far
+    past the loss it started from; the model keeps the weights of its last good epoch. The
+    CLI exits with code 3 for it."""
+
+
+class CheckpointError(SeqcastError):
+    """A training checkpoint is missing, unreadable, or was written by a different run (another
+    model, other data or settings that shape the trajectory)."""
