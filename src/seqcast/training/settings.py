@@ -89,6 +89,16 @@ class TrainSettings:
     # wavefront (`_compiled.lstm_stack`). None: see _threads_for, and the wavefront may use
     # every core this process may use.
     threads: int | None = None
+    # checkpoints (seqcast.training.checkpoints): the whole state of the run in
+    # <checkpoint_dir>/checkpoint.safetensors, replaced atomically at the end of every epoch,
+    # or every `checkpoint_every` optimizer steps (lean engine); `resume` continues from it
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    checkpoint_every: int | None = None
+    # divergence guard (seqcast.training.guards): stop when a step's loss is non-finite or an
+    # epoch's mean step loss passes `divergence_factor` times the first step's; None: only the
+    # non-finite check
+    divergence_factor: float | None = 1e4
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> TrainSettings:
@@ -117,6 +127,7 @@ class TrainSettings:
         if self.early_stopping is not None:
             _check_count("early_stopping", self.early_stopping)  # 0: off, as None
         self._validate_schedule()
+        self._validate_checkpoints()
         check_choice("trainer", self.trainer, TRAINERS)
         if self.threads is not None:
             _check_positive_int("threads", self.threads)
@@ -143,6 +154,17 @@ class TrainSettings:
         if not self.min_lr >= 0:
             raise SeqcastError(f"`min_lr` must be 0 or more, got {self.min_lr!r}")
         _check_count("lr_patience", self.lr_patience)
+
+    def _validate_checkpoints(self) -> None:
+        if self.resume and self.checkpoint_dir is None:
+            raise SeqcastError("`resume` continues from a checkpoint: give `checkpoint_dir` too")
+        if self.checkpoint_every is not None:
+            _check_positive_int("checkpoint_every", self.checkpoint_every)
+        factor = self.divergence_factor
+        if factor is not None and not (isinstance(factor, int | float) and factor > 1):
+            raise SeqcastError(
+                f"`divergence_factor` must be a number above 1 (or None: off), got {factor!r}"
+            )
 
     def lightning_reason(self) -> str | None:
         """What in these settings only the Lightning engine does (None: nothing)."""
