@@ -407,7 +407,7 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, model_dir, monkeypatch
 def test_impute_for_scoring_never_lets_held_out_values_into_the_training_part():
     # a gap just before the last 3 points: interpolating over the whole series would draw the
     # gap's fill towards the held-out values; the training part must be filled from itself
-    from seqcast import cli
+    from seqcast.cli.missing import gaps_filled
 
     base = pd.DataFrame({"unique_id": "a", "ds": np.arange(30), "y": np.arange(30.0)})
     base.loc[25:26, "y"] = np.nan
@@ -415,6 +415,6 @@ def test_impute_for_scoring_never_lets_held_out_values_into_the_training_part():
     for held_out in (0.0, 1000.0):
         frame = base.copy()
         frame.loc[27:, "y"] = held_out
-        filled, _ = cli._gaps_filled(frame, {}, "linear", 0, scored=3)
+        filled, _ = gaps_filled(frame, {}, "linear", 0, scored=3)
         fills.append(filled["y"].to_numpy()[25:27])
     np.testing.assert_array_equal(fills[0], fills[1])

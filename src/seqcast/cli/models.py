@@ -1,0 +1,198 @@
+"""Commands on one model saved as a directory: `fit` writes it; `predict`, `evaluate` and
+`summary` load it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from seqcast.cli import missing
+from seqcast.cli.options import (
+    Data,
+    IdCol,
+    Impute,
+    ImputeMethod,
+    Quiet,
+    Target,
+    TimeCol,
+    column_options,
+    positive,
+)
+from seqcast.cli.output import epoch_bar, out, table
+from seqcast.errors import SeqcastError, format_shape
+
+ModelDir = Annotated[Path, typer.Argument(help="directory written by `seqcast fit`")]
+ImputeSeed = Annotated[int, typer.Option(help="seed of the imputation")]
+
+
+def fit(
+    data: Data,
+    model: Annotated[str, typer.Option(help="model name, e.g. auto, lstm, gru, wavenet")],
+    horizon: Annotated[int, typer.Option(help="steps to forecast")],
+    out_dir: Annotated[Path, typer.Option("--out", help="model directory to write")],
+    window: Annotated[
+        int | None, typer.Option(help="input window length (all models but auto)")
+    ] = None,
+    strategy: Annotated[str, typer.Option(help="direct, recursive or seq2seq")] = "direct",
+    epochs: Annotated[int, typer.Option()] = 100,
+    seed: Annotated[int, typer.Option()] = 0,
+    lr: Annotated[float | None, typer.Option()] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    season: Annotated[int | None, typer.Option()] = None,
+    units: Annotated[int, typer.Option()] = 20,
+    dropout: Annotated[float, typer.Option()] = 0.0,
+    time_col: TimeCol = None,
+    target: Target = None,
+    id_col: IdCol = None,
+    impute: Impute = False,
+    impute_method: ImputeMethod = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train one model and save it as a directory (config.json + model.safetensors)."""
+    from seqcast.forecast import Forecaster
+
+    if window is None and model != "auto":
+        raise SeqcastError(f"--window is required for model {model!r} (only auto chooses its own)")
+    for name, value in (
+        ("window", window),
+        ("horizon", horizon),
+        ("epochs", epochs),
+        ("batch-size", batch_size),
+        ("season", season),
+        ("units", units),
+    ):
+        positive(name, value)
+    method = missing.impute_method(impute, impute_method)
+    fc = Forecaster(
+        model,
+        window=window or 1,
+        horizon=horizon,
+        strategy=strategy,
+        season=season,
+        units=units,
+        dropout=dropout,
+        epochs=epochs,
+        seed=seed,
+        lr=lr,
+        batch_size=batch_size,
+        progress=False,  # the bar below shows the epochs
+    )
+    data, load_options = missing.gaps_filled(
+        data, column_options(time_col, target, id_col), method, seed
+    )
+    with epoch_bar(quiet or model == "auto", epochs) as on_epoch_end:
+        fc.fit(data, on_epoch_end=on_epoch_end, **load_options)
+    fc.save(out_dir)
+    if getattr(fc, "auto_", None) is not None:
+        out.print(f"fitted {fc.auto_.describe()} in {fc.fit_seconds_:.1f} s; saved to {out_dir}")
+        return
+    loss = fc.history_.history.get("loss", [float("nan")])[-1] if fc.history_ else float("nan")
+    out.print(
+        f"fitted {model} in {fc.fit_seconds_:.1f} s (final training loss {loss:.4g}); "
+        f"saved to {out_dir}"
+    )
+
+
+def predict(
+    model_dir: ModelDir,
+    data: Annotated[
+        str | None, typer.Argument(help="history to forecast from (default: training data)")
+    ] = None,
+    horizon: Annotated[int | None, typer.Option()] = None,
+    intervals: Annotated[str | None, typer.Option(help="levels, e.g. 80,95")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="CSV to write")] = None,
+    time_col: TimeCol = None,
+    target: Target = None,
+    id_col: IdCol = None,
+    impute: Impute = False,
+    impute_method: ImputeMethod = None,
+    seed: ImputeSeed = 0,
+) -> None:
+    """Forecast after the end of each series; print it, or write it with --out."""
+    from seqcast.forecast import Forecaster
+
+    positive("horizon", horizon)
+    method = missing.impute_method(impute, impute_method)
+    fc = Forecaster.load(model_dir)
+    load_options = column_options(time_col, target, id_col)
+    if data is not None:  # the training data the model keeps has no gaps
+        data, load_options = missing.gaps_filled(data, load_options, method, seed)
+    forecast = fc.predict(data, horizon=horizon, intervals=intervals, **load_options)
+    if out_file is None:
+        out.print(table(forecast, digits=2))
+        return
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_file.with_name(f".{out_file.name}.partial")
+    forecast.to_csv(partial, index=False)
+    partial.replace(out_file)
+    out.print(f"wrote {len(forecast)} rows to {out_file}")
+
+
+def evaluate(
+    model_dir: ModelDir,
+    data: Data,
+    time_col: TimeCol = None,
+    target: Target = None,
+    id_col: IdCol = None,
+    impute: Impute = False,
+    impute_method: ImputeMethod = None,
+    seed: ImputeSeed = 0,
+) -> None:
+    """Metrics on the last HORIZON points of each series (forecast from the points before)."""
+    import pandas as pd
+
+    from seqcast.forecast import Forecaster
+
+    method = missing.impute_method(impute, impute_method)
+    fc = Forecaster.load(model_dir)
+    data, load_options = missing.gaps_filled(
+        data, column_options(time_col, target, id_col), method, seed, scored=fc.horizon
+    )
+    scores = fc.evaluate(data, **load_options)
+    out.print(table(pd.DataFrame([scores]), title=f"{fc.model_name}, last {fc.horizon} points"))
+
+
+def summary(model_dir: ModelDir) -> None:
+    """The model's layers, output shapes and parameter counts."""
+    from seqcast.forecast import Forecaster
+
+    fc = Forecaster.load(model_dir)
+    if getattr(fc, "auto_", None) is not None:
+        _auto_summary(fc.auto_)
+        return
+    s = fc.model_.summary(print_fn=None)
+    layers = Table(
+        title=f"{fc.model_name} ({fc.strategy_}, window {fc.window}, horizon {fc.horizon})"
+    )
+    for col, justify in (("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right")):
+        layers.add_column(col, justify=justify)
+    for r in s.rows:
+        layers.add_row(f"{r.name} ({r.kind})", format_shape(r.output_shape), f"{r.params:,}")
+    out.print(layers)
+    out.print(f"Total params: {s.total_params:,}")
+
+
+def _auto_summary(model) -> None:
+    """What an auto model is made of and why it chose its combination."""
+    import pandas as pd
+
+    out.print(model.describe())
+    members = pd.DataFrame(
+        [
+            {"lookback": m.lookback, "loss": m.loss, "seed": m.seed, "epochs": m.epochs,
+             "params": sum(p.numel() for p in m.model.parameters())}
+            for m in model.members_
+        ]
+    )  # fmt: skip
+    out.print(table(members, title="networks (their median is 'nn')", digits=0))
+    if model.scores_:
+        out.print(table(pd.DataFrame(model.scores_), title="backtest on the training data"))
+    notes = model.notes_
+    out.print(
+        f"{notes['series']} series, {notes['padded_series']} shorter than the longest window "
+        f"(padded, masked); backtest: {notes['backtest_series']} series x "
+        f"{notes['backtest_origins']} origin(s)"
+    )
