@@ -236,3 +236,49 @@ def test_train_options_reach_the_training_loop_and_bad_names_fail_first(airline)
     assert fc.history_.history["lr"][-1] == pytest.approx(1e-5)  # cosine ends at its floor
     with pytest.raises(SeqcastError, match="unknown training setting"):
         quick("linear", train_options={"sheduel": "cosine"}).fit(airline)
+
+
+def panel(n_series: int, length: int = 48, offset: int = 0) -> pd.DataFrame:
+    """Seasonal series of different levels and scales, ids s{offset}... s{offset+n-1}."""
+    rng = np.random.default_rng(offset)
+    t = np.arange(length)
+    level = rng.uniform(5, 500, (n_series, 1))
+    y = level * (1 + 0.2 * np.sin(2 * np.pi * t / 12)) + rng.normal(0, 1, (n_series, length))
+    return pd.DataFrame(
+        {
+            "unique_id": np.repeat([f"s{offset + i}" for i in range(n_series)], length),
+            "ds": np.tile(t, n_series),
+            "y": y.ravel(),
+        }
+    )
+
+
+def test_a_model_trained_on_a_sample_forecasts_series_it_never_saw(tmp_path):
+    fc = quick(window=12, horizon=4, epochs=2).fit(panel(20))
+    others = panel(2000, offset=1000)
+    pred = fc.predict(others, intervals=[80])
+    assert len(pred) == 2000 * 4 and pred["unique_id"].nunique() == 2000
+    assert np.isfinite(pred[["y_hat", "y_lo_80", "y_hi_80"]].to_numpy()).all()
+    # each forecast is in its own series' units: near its own level, not the training series'
+    level = others.groupby("unique_id", sort=False)["y"].mean()
+    ratio = pred.groupby("unique_id", sort=False)["y_hat"].mean() / level
+    assert ratio.between(0.5, 1.5).all()
+    fc.save(tmp_path / "m", context=False)
+    back = Forecaster.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(back.predict(others, intervals=[80]), pred)
+    with pytest.raises(SeqcastError, match="saved without its training series.*give the history"):
+        back.predict()
+
+
+def test_the_saved_model_does_not_grow_with_the_number_of_training_series(tmp_path):
+    def saved_bytes(n_series: int, context: bool) -> int:
+        path = tmp_path / f"m{n_series}{context}"
+        quick("linear", window=12, horizon=4, epochs=2).fit(panel(n_series)).save(path, context)
+        return sum(f.stat().st_size for f in path.iterdir())
+
+    small, large = saved_bytes(10, False), saved_bytes(200, False)
+    assert abs(large - small) < 2048, (small, large)  # float text lengths vary a little
+    # with the context kept, the growth is that context: 190 more windows of 12 float64
+    # values and 12 int64 stamps, each series' scaling and its id
+    grown = saved_bytes(200, True) - saved_bytes(10, True)
+    assert 190 * 12 * 16 < grown < 190 * (12 * 16 + 2 * 8 + 40) + 2048, grown
