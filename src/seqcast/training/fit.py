@@ -34,6 +34,7 @@ def fit_arrays(
     *,
     callbacks: Sequence[Any] | None = None,
     on_epoch_end: EpochHook | None = None,
+    groups: Any = None,
 ) -> History:
     """Train `model` on (x, y) arrays; returns the per-epoch history. The model is left in
     eval mode, on the device it trained on after the lean engine and on the CPU after
@@ -41,7 +42,8 @@ def fit_arrays(
 
     `callbacks`: Lightning callbacks (they need the Lightning engine, which "auto" then
     picks). `on_epoch_end(epoch, values)`: called after every epoch by either engine, epoch
-    from 0, values that epoch's History entries; a progress bar attaches here."""
+    from 0, values that epoch's History entries; a progress bar attaches here. `groups`: one
+    series id per sample; on several processes (Lightning) each series trains on one."""
     settings.validate()
     metric_map = resolve_metrics(metrics)
     if y is None and isinstance(x, torch.utils.data.IterableDataset):
@@ -69,7 +71,9 @@ def fit_arrays(
             )
         history = _fit_lean(model, x, y, settings, val, metric_map, on_epoch_end)
     else:
-        history = _fit_lightning(model, x, y, settings, val, metric_map, callbacks, on_epoch_end)
+        history = _fit_lightning(
+            model, x, y, settings, val, metric_map, callbacks, on_epoch_end, groups
+        )
     model.eval()
     return history
 
