@@ -13,7 +13,9 @@ from torch import Tensor, nn
 from seqcast.errors import SeqcastError
 from seqcast.layers import _compiled
 from seqcast.training.batches import _Batches, _val_batch_size
-from seqcast.training.optim import _clipper, _FusedAdamStep, _optimizer, _scheduler
+from seqcast.training.checkpoints import checkpoints_for, restore_run, run_state
+from seqcast.training.guards import _DivergenceGuard
+from seqcast.training.optim import _base_lr, _clipper, _FusedAdamStep, _optimizer, _scheduler
 from seqcast.training.recipe import (
     _announce,
     _best_weights,
@@ -89,15 +91,13 @@ def _fit_lean(model, x, y, settings, val, metric_map, on_epoch_end) -> History:
 
 
 def _lean_loop(model, x, y, settings, val, metric_map, device, on_epoch_end) -> History:
-    """Shuffle, step, clip, schedule, validate, report, stop early."""
+    """Shuffle, step, clip, schedule, guard, validate, report, checkpoint, stop early."""
     if settings.seed is not None:
         _seed_everything(settings.seed)
+    saver = checkpoints_for(settings, model, (x, y, *(val or (None, None))))
     model.to(device)
-    if y is None:  # x streams its own batches (seqcast.data.stream.WindowStream)
-        batches = x.to(device)
-    else:
-        batches = _Batches(x.to(device), y.to(device), settings.batch_size, settings.shuffle,
-                           settings.seed)  # fmt: skip
+    batches = _Batches(x.to(device), y.to(device), settings.batch_size, settings.shuffle,
+                       settings.seed)  # fmt: skip
     if val is not None:
         val = _Batches(val[0].to(device), val[1].to(device), _val_batch_size(settings), False, None)
     loss_fn = loss_function(settings.loss)
@@ -108,12 +108,26 @@ def _lean_loop(model, x, y, settings, val, metric_map, device, on_epoch_end) -> 
     clip = _clipper(model, settings)
     best = _best_weights(settings, val is not None)
     history = History()
-    for epoch in range(settings.epochs):
-        start = time.perf_counter()
+    guard = _DivergenceGuard(model, settings.divergence_factor, _base_lr(settings))
+    run = _Run(batches.generator.get_state())
+    parts = (model, optimizer, scheduler, history, best, guard)
+    if saver is not None and settings.resume:
+        run.resume(restore_run(saver.load(), *parts), device)
+    steps = len(batches)
+
+    def save() -> None:
+        saver.save(run_state(*parts, **run.counters()))
+
+    while run.epoch < settings.epochs and not run.stopped:
+        epoch, start = run.epoch, time.perf_counter() - run.seconds
         model.train()
-        train = _EpochMeans()
-        # per step only what the settings ask for: ~1 ms steps leave no room for more
-        for xb, yb in batches:
+        batches.generator.set_state(run.order)  # this epoch's order (again, when resumed)
+        if run.step == 0:
+            guard.start_epoch()
+        for step, (xb, yb) in enumerate(batches):
+            if step < run.step:
+                continue  # resumed within the epoch: done before the checkpoint
+            # per step only what the settings ask for: ~1 ms steps leave no room for more
             pred = _match(model(xb), yb)
             loss = loss_fn(pred, yb)
             fused_step.zero_grad()
@@ -124,11 +138,18 @@ def _lean_loop(model, x, y, settings, val, metric_map, device, on_epoch_end) -> 
             if batch_schedule is not None:
                 batch_schedule()
             size = len(xb)
-            train.count += size
-            train.add("loss", loss, size)
+            run.train.count += size
+            run.train.add("loss", loss, size)
             for name, fn in metric_map.items():
-                train.add(name, fn(yb, pred.detach()), size)
-        values = train.means()
+                run.train.add(name, fn(yb, pred.detach()), size)
+            guard.record(loss)
+            run.step, run.global_step = step + 1, run.global_step + 1
+            if saver is not None and saver.due(run.global_step) and run.step < steps:
+                run.seconds = time.perf_counter() - start
+                guard.check(epoch, settings.epochs, steps)  # never a diverged checkpoint
+                save()
+        guard.check(epoch, settings.epochs, steps)
+        values = run.train.means()
         if val is not None:
             values |= _validate(model, val, loss_fn, metric_map)
         if scheduler is not None:
@@ -139,10 +160,43 @@ def _lean_loop(model, x, y, settings, val, metric_map, device, on_epoch_end) -> 
         _record(history, values, seconds)
         _announce(epoch, values, seconds, settings, on_epoch_end)
         if best is not None and best.should_stop(values["val_loss"], model):
-            break
+            run.stopped = True
+        run.next_epoch(batches.generator.get_state())
+        last = run.stopped or run.epoch == settings.epochs
+        if saver is not None and (saver.every is None or last or saver.due(run.global_step)):
+            save()
     if best is not None:
         best.restore(model)
     return history
+
+
+class _Run:
+    """The lean loop's counters and the epoch in progress: what a checkpoint adds to the
+    model, optimizer, schedule, history, early stopping and guard."""
+
+    def __init__(self, order: Tensor) -> None:
+        self.epoch = self.step = self.global_step = 0  # epochs done, steps done in this one
+        self.stopped, self.seconds = False, 0.0
+        self.order = order  # the batch-order generator's state at this epoch's start
+        self.train = _EpochMeans()
+
+    def next_epoch(self, order: Tensor) -> None:
+        self.epoch, self.step, self.seconds, self.order = self.epoch + 1, 0, 0.0, order
+        self.train = _EpochMeans()
+
+    def counters(self) -> dict:
+        return {
+            "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+            "stopped": self.stopped, "seconds": self.seconds, "order": self.order,
+            "train_sums": self.train.sums, "train_count": self.train.count,
+        }  # fmt: skip
+
+    def resume(self, counters: dict, device: torch.device) -> None:
+        self.epoch, self.step = counters["epoch"], counters["step"]
+        self.global_step, self.stopped = counters["global_step"], counters["stopped"]
+        self.seconds, self.order = counters["seconds"], counters["order"]
+        self.train.count = counters["train_count"]
+        self.train.sums = {k: v.to(device) for k, v in counters["train_sums"].items()}
 
 
 def _validate(model, batches: _Batches, loss_fn, metric_map) -> dict[str, float]:
