@@ -262,10 +262,8 @@ def _check_order(frame: pd.DataFrame, where) -> None:
             f"series {sid!r} has duplicate time stamp {stamp} (again at {where(i)}); "
             "keep one row per series and time stamp"
         )
-    step = frame.groupby("unique_id", sort=False)["ds"].diff()
-    if pd.api.types.is_timedelta64_dtype(step):
-        step = step.dt.total_seconds()
-    back = np.flatnonzero((step < 0).to_numpy())
+    previous = frame.groupby("unique_id", sort=False)["ds"].shift()  # compared, not subtracted:
+    back = np.flatnonzero((frame["ds"] < previous).to_numpy())  # a diff of dates can overflow
     if len(back):
         i = int(back[0])
         sid, stamp = frame["unique_id"].iat[i], _fmt_stamp(frame["ds"].iat[i])
