@@ -1,0 +1,78 @@
+"""`Forecaster.fit` on data larger than memory: a directory of long-format Parquet parts (or a
+`seqcast.data.stream.ParquetSource`) trains a network from windows streamed per batch
+(`WindowStream`), one part in memory at a time.
+
+What differs from a fit on a frame, and why:
+- each epoch draws up to `windows_per_series` training windows from every series (default
+  32) instead of taking all of them, so an epoch's cost is bounded by the number of series;
+- no validation batches and no early stopping: the model trains for `epochs` epochs;
+- the frequency, and the held-out windows that calibrate conformal intervals, come from the
+  first part alone (a bounded sample);
+- the model keeps no context (no training series' ends): `predict` needs the history to
+  forecast from, which `seqcast.distributed.predict_parts` reads part by part.
+Scaling is the same as in memory: each series by its own training rows, so a series
+forecast from the history it was trained on is scaled exactly as in training.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from seqcast import scoring, training
+from seqcast.data import frames
+from seqcast.data.preprocess import WindowPipeline
+from seqcast.data.stream import ParquetSource, WindowStream
+from seqcast.errors import SeqcastError
+
+if TYPE_CHECKING:
+    from seqcast.forecast import Forecaster
+
+SOURCE_OPTIONS = ("id_col", "time_col", "target")
+
+
+def fit(fc: Forecaster, data: Any, start: float, **options: Any) -> Forecaster:
+    """Train `fc` (a network, not "auto") from Parquet parts; `options`: the column names of
+    `ParquetSource` (`id_col`, `time_col`, `target`) and `windows_per_series`."""
+    per_series = options.pop("windows_per_series", 32)
+    unknown = set(options) - set(SOURCE_OPTIONS)
+    if unknown:
+        raise SeqcastError(
+            f"unknown option(s) {sorted(unknown)} for training from Parquet parts; "
+            f"expected {', '.join(SOURCE_OPTIONS)} or windows_per_series"
+        )
+    if fc.model_name == "auto":
+        raise SeqcastError(
+            "model='auto' fits statistical models on whole series in memory; train a network "
+            "(e.g. 'lstm') from Parquet parts, or load the data into a frame first"
+        )
+    source = data if isinstance(data, ParquetSource) else ParquetSource(
+        data, covariates=fc._covariates, **options
+    )  # fmt: skip
+    spec = fc._spec(n_features=1 + len(fc._covariates))
+    if spec.strategy == "seq2seq":
+        raise SeqcastError(
+            "strategy='seq2seq' is not streamed from Parquet; use 'direct' or 'recursive'"
+        )
+    steps = 1 if spec.strategy == "recursive" else spec.horizon
+    sample = source.read(0)  # the first part: frequency and conformal calibration
+    frames.check_no_missing(sample, what="training")
+    fc.auto_, fc.history_, fc.freq_ = None, None, frames.infer_freq(sample)
+    fc.strategy_ = spec.strategy
+    fc.pipeline_ = WindowPipeline(fc.window, fc.scaler, fc.local_level, fc._covariates).fit(sample)
+    fc.model_ = fc._build(spec)
+    settings = fc._settings()
+    stream = WindowStream(
+        source, fc.pipeline_, steps, settings.batch_size, per_series, fc.validation_size,
+        settings.seed, settings.shuffle, fc._dtype(),
+    )  # fmt: skip
+    if any(p.requires_grad for p in fc.model_.parameters()):
+        fc.history_ = training.fit_arrays(fc.model_, stream, None, settings, **fc._hooks)
+    fc.model_.eval()
+    fc.windows_seen_ = stream.windows_seen
+    fc.calibration_, errors = scoring.calibration_errors(fc, sample)
+    fc.conformal_ = (len(errors), scoring.conformal_table(errors))
+    fc.context_ = None
+    fc.context_scaling_ = None
+    fc.fit_seconds_ = time.perf_counter() - start
+    return fc
