@@ -96,8 +96,11 @@ def _lean_loop(model, x, y, settings, val, metric_map, device, on_epoch_end) -> 
         _seed_everything(settings.seed)
     saver = checkpoints_for(settings, model, (x, y, *(val or (None, None))))
     model.to(device)
-    batches = _Batches(x.to(device), y.to(device), settings.batch_size, settings.shuffle,
-                       settings.seed)  # fmt: skip
+    if y is None:  # x streams its own batches (seqcast.data.stream.WindowStream)
+        batches = x.to(device)
+    else:
+        batches = _Batches(x.to(device), y.to(device), settings.batch_size, settings.shuffle,
+                           settings.seed)  # fmt: skip
     if val is not None:
         val = _Batches(val[0].to(device), val[1].to(device), _val_batch_size(settings), False, None)
     loss_fn = loss_function(settings.loss)
