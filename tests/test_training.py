@@ -609,3 +609,45 @@ def test_batches_give_each_process_an_equal_share_of_one_order(monkeypatch):
     unseeded = training._Batches(x, x, 2, shuffle=True, seed=None, shard=True)
     with pytest.raises(SeqcastError, match="needs a `seed`"):
         list(unseeded)
+
+
+# -- suspicions from issue 14 ------------------------------------------------------------------
+
+
+def test_fused_adam_step_runs_a_hook_registered_after_the_first_step():
+    """It was a bug: the hooks were looked at once, at the first step, so a hook added later
+    never ran; now every step asks, and the numbers stay torch's own."""
+    from seqcast.training import _FusedAdamStep
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(2, 1)]
+    layers.append(copy.deepcopy(layers[0]))
+    optimizers = [torch.optim.Adam(layer.parameters(), lr=0.1, fused=True) for layer in layers]
+    step = _FusedAdamStep(optimizers[1])
+    calls = []
+    for i in range(5):
+        if i == 2:
+            optimizers[1].register_step_pre_hook(lambda *args: calls.append(i))
+        for layer in layers:
+            layer.zero_grad()
+            layer(torch.full((4, 2), float(i + 1))).pow(2).sum().backward()
+        optimizers[0].step()
+        step()
+    assert calls == [2, 3, 4]  # every step from the one it was registered before
+    for a, b in zip(layers[0].parameters(), layers[1].parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_predict_and_evaluate_take_a_model_without_parameters():
+    """It was a bug: `next(model.parameters())` raised StopIteration for a fixed function."""
+    from seqcast.training import evaluate_arrays, predict_arrays
+
+    class LastValue(torch.nn.Module):
+        def forward(self, x):
+            return x[:, -1, :]
+
+    x = np.arange(24, dtype=np.float64).reshape(4, 6, 1)
+    out = predict_arrays(LastValue(), x, batch_size=3)
+    np.testing.assert_array_equal(out, x[:, -1, :])  # exact: a copy of the inputs
+    assert out.dtype == np.float64
+    assert evaluate_arrays(LastValue(), x, x[:, -1, :])["loss"] == 0.0

@@ -107,7 +107,8 @@ def predict_arrays(model: nn.Module, x: Any, batch_size: int = 1024) -> np.ndarr
     device = _device_of(model)
     was_training = model.training
     model.eval()
-    dtype = next(model.parameters()).dtype
+    # a model without parameters (a fixed function) takes the input's own dtype
+    dtype = next((p.dtype for p in model.parameters()), x.dtype)
     with torch.no_grad():
         parts = [
             model(x[i : i + batch_size].to(device, dtype)).cpu()

@@ -138,10 +138,10 @@ class _FusedAdamStep:
             p.grad = None
 
     def __call__(self) -> None:
-        if self.groups is None or any(p.grad is None for p in self.params):
+        if self.groups is None or self._hooked() or any(p.grad is None for p in self.params):
             self.optimizer.step()
             if not self.checked:
-                self.groups, self.checked = self._groups(), True
+                self.groups, self.checked = None if self._hooked() else self._groups(), True
             return
         prepare = getattr(self.optimizer, "prepare_step", None)
         if prepare is not None:
@@ -156,22 +156,23 @@ class _FusedAdamStep:
                 maximize=group["maximize"], grad_scale=None, found_inf=None,
             )  # fmt: skip
 
+    def _hooked(self) -> bool:
+        """Whether step hooks are registered now (on this optimizer or globally): asked at
+        every step, so a hook registered after the first step still runs."""
+        module = sys.modules.get("torch.optim.optimizer")
+        hooks = (
+            getattr(self.optimizer, "_optimizer_step_pre_hooks", None),
+            getattr(self.optimizer, "_optimizer_step_post_hooks", None),
+            getattr(module, "_global_optimizer_pre_hooks", None),
+            getattr(module, "_global_optimizer_post_hooks", None),
+        )
+        return any(h is None or len(h) for h in hooks)
+
     def _groups(self) -> list[tuple] | None:
         """Per group: (group, params, exp_avgs, exp_avg_sqs, steps, fused op), or None when
         this optimizer needs torch's own step."""
         opt = self.optimizer
-        module = sys.modules.get("torch.optim.optimizer")
-        hooks = [
-            getattr(opt, "_optimizer_step_pre_hooks", None),
-            getattr(opt, "_optimizer_step_post_hooks", None),
-            getattr(module, "_global_optimizer_pre_hooks", None),
-            getattr(module, "_global_optimizer_post_hooks", None),
-        ]
-        if (
-            not isinstance(opt, torch.optim.Adam)
-            or any(h is None or len(h) for h in hooks)
-            or not hasattr(torch, "_fused_adam_")
-        ):
+        if not isinstance(opt, torch.optim.Adam) or not hasattr(torch, "_fused_adam_"):
             return None
         groups = []
         for group in opt.param_groups:
