@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from seqcast import auto, model_dir, scoring, strategies, training, uncertainty
+from seqcast import auto, model_dir, scoring, strategies, stream_fit, training, uncertainty
 from seqcast.data import frames
 from seqcast.data.preprocess import (
     SCALERS,
@@ -34,6 +34,7 @@ from seqcast.data.preprocess import (
     WindowPipeline,
     split_windows,
 )
+from seqcast.data.stream import is_parquet_source
 from seqcast.errors import NotFittedError, SeqcastError, check_choice
 from seqcast.models import BASELINES, ModelSpec, build_model
 from seqcast.sequential import Sequential
@@ -108,11 +109,15 @@ class Forecaster:
     # -- fit ------------------------------------------------------------------------------------
     def fit(self, data: Any, *, on_epoch_end=None, callbacks=None, **load_options) -> Forecaster:
         """Train on every series of `data` (a path, frame, array or Series; `load_options` go
-        to `seqcast.data.load_frame`). `on_epoch_end(epoch, values)` and Lightning `callbacks`
-        go to the training loop. Missing values are an error: fill them first (`--impute`)."""
+        to `seqcast.data.load_frame`; a directory of Parquet parts, or a `ParquetSource`, is
+        streamed: see `seqcast.stream_fit`). `on_epoch_end(epoch, values)` and Lightning
+        `callbacks` go to the training loop. Missing values are an error: fill them first
+        (`--impute`)."""
         self._hooks = {"on_epoch_end": on_epoch_end, "callbacks": callbacks}
         start = time.perf_counter()
         self._check_params()
+        if is_parquet_source(data):  # Parquet parts: streamed a part at a time, never one frame
+            return stream_fit.fit(self, data, start, **load_options)
         frame = self._frame(data, load_options)
         frames.check_no_missing(frame, what="training")
         self.auto_, self.history_, self.freq_ = None, None, frames.infer_freq(frame)

@@ -37,7 +37,7 @@ def save(fc: Forecaster, path: Path, context: bool = True) -> Path:
     kept and `predict()` of the loaded model needs data."""
     params = fc.get_params() | {"model": fc.model_name}
     tensors, meta = {}, None
-    if context:
+    if context and fc.context_ is not None:  # None: fit from Parquet parts keeps no context
         scaling = getattr(fc, "context_scaling_", None)
         pair = None if scaling is None else (scaling.loc, scaling.scale)
         tensors, meta = io.context_to_tensors(fc.context_, pair)
