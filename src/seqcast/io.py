@@ -171,7 +171,10 @@ def read_model_dir(
         )
     weights = root / "model.safetensors"
     if not weights.exists():
-        raise SeqcastError(f"{root} has no model.safetensors; the model directory is incomplete")
+        raise SeqcastError(
+            f"{root} has no model.safetensors; the model directory is incomplete, "
+            "save the model again"
+        )
     header = read_header(weights)
     wanted = expected(config) if expected is not None else None
     if wanted is not None:
