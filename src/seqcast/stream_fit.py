@@ -62,6 +62,11 @@ def fit(fc: Forecaster, data: Any, start: float, **options: Any) -> Forecaster:
     fc.pipeline_ = WindowPipeline(fc.window, fc.scaler, fc.local_level, fc._covariates).fit(sample)
     fc.model_ = fc._build(spec)
     settings = fc._settings()
+    if settings.checkpoint_dir is not None:
+        raise SeqcastError(
+            "checkpoints fingerprint in-memory training data; drop checkpoint_dir when "
+            "training from Parquet parts"
+        )
     stream = WindowStream(
         source, fc.pipeline_, steps, settings.batch_size, per_series, fc.validation_size,
         settings.seed, settings.shuffle, fc._dtype(),
