@@ -282,3 +282,79 @@ def test_the_saved_model_does_not_grow_with_the_number_of_training_series(tmp_pa
     # values and 12 int64 stamps, each series' scaling and its id
     grown = saved_bytes(200, True) - saved_bytes(10, True)
     assert 190 * 12 * 16 < grown < 190 * (12 * 16 + 2 * 8 + 40) + 2048, grown
+
+
+# -- suspicions read in the code (issue 14), each settled by a test ---------------------------
+def test_fit_feeds_a_float64_model_float64_windows(airline, monkeypatch, tmp_path):
+    """Confirmed and fixed: training windows were always float32, so a float64 custom model
+    failed in fit ("mat1 and mat2 must have the same dtype") while predict cast its input."""
+    from seqcast import training
+
+    seen, real = [], training.fit_arrays
+
+    def spy(model, x, y, *args, **kwargs):
+        seen.append((x.dtype, y.dtype, next(model.parameters()).dtype))
+        return real(model, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(training, "fit_arrays", spy)
+    model = Sequential([GRU(6), Dense(12)], input_shape=(24, 1)).double()
+    fc = Forecaster(model, window=24, horizon=12, epochs=2).fit(airline)
+    quick("linear").fit(airline)
+    assert seen == [
+        (np.float64, np.float64, torch.float64),
+        (np.float32, np.float32, torch.float32),
+    ]
+    assert all(p.dtype == torch.float64 for p in fc.model_.parameters())
+    pred = fc.predict(intervals=[80])
+    assert np.isfinite(pred["y_hat"]).all()
+    fc.save(tmp_path / "m")
+    back = Forecaster.load(tmp_path / "m")
+    assert all(p.dtype == torch.float64 for p in back.model_.parameters())
+    pd.testing.assert_frame_equal(back.predict(intervals=[80]), pred)
+
+
+def test_forecast_inputs_follow_the_model_to_its_device(airline, monkeypatch):
+    """Confirmed and fixed: `_forecast_scaled` (behind predict and the conformal calibration
+    of fit) cast the windows' dtype but left them on the CPU, so a model that trained on
+    CUDA failed. Checked here with PyTorch's "meta" device standing in for a GPU: the windows
+    reach the model on the device of its parameters."""
+    fc = quick("linear").fit(airline)
+    seen = []
+
+    def fake_forecast(model, x, horizon, strategy, trained_horizon):
+        seen.append((x.device, x.dtype))
+        return torch.zeros(len(x), horizon)
+
+    monkeypatch.setattr("seqcast.strategies.forecast", fake_forecast)
+    fc.model_.to("meta")
+    from seqcast import scoring
+
+    scoring.calibration_errors(fc, airline)  # what fit calibrates its intervals with
+    fc.predict(airline)
+    assert seen == [(torch.device("meta"), torch.float32)] * 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_model_trained_on_cuda_calibrates_predicts_and_loads_on_cpu(airline, tmp_path):
+    fc = quick("gru", train_options={"accelerator": "gpu"}).fit(airline)
+    assert next(fc.model_.parameters()).device.type == "cuda"
+    pred = fc.predict(intervals=[80])
+    assert np.isfinite(pred[["y_hat", "y_lo_80", "y_hi_80"]].to_numpy()).all()
+    fc.save(tmp_path / "m")
+    back = Forecaster.load(tmp_path / "m")
+    assert next(back.model_.parameters()).device.type == "cpu"
+    pd.testing.assert_frame_equal(back.predict(intervals=[80]), pred, rtol=1e-4)
+
+
+def test_time_zones_survive_save_and_reach_the_forecast(tmp_path):
+    """Refuted: tz-aware stamps keep their zone through save and load, and forecasts carry
+    it (with and without data, from a history that crosses a daylight-saving change)."""
+    stamps = pd.date_range("2024-03-28", periods=96, freq="h", tz="Europe/Paris")
+    frame = pd.DataFrame({"unique_id": "a", "ds": stamps, "y": np.sin(np.arange(96) / 4)})
+    fc = Forecaster("linear", window=12, horizon=6, epochs=1).fit(frame)
+    fc.save(tmp_path / "m")
+    back = Forecaster.load(tmp_path / "m")
+    for pred in (back.predict(), back.predict(frame), fc.predict()):
+        assert str(pred["ds"].dt.tz) == "Europe/Paris"
+        expected = pd.date_range(stamps[-1], periods=7, freq="h", tz="Europe/Paris")[1:]
+        np.testing.assert_array_equal(pred["ds"].to_numpy(), expected.to_numpy())
