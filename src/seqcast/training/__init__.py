@@ -41,6 +41,7 @@ from seqcast.training.batches import _Batches as _Batches
 from seqcast.training.batches import as_tensor
 from seqcast.training.fit import evaluate_arrays, fit_arrays, predict_arrays
 from seqcast.training.lightning import _make_module as _make_module
+from seqcast.training.lightning import is_global_zero, rank
 from seqcast.training.loop import SMALL_MODEL_PARAMETERS
 from seqcast.training.optim import OPTIMIZERS, KerasAdam
 from seqcast.training.optim import _FusedAdamStep as _FusedAdamStep
@@ -77,7 +78,9 @@ __all__ = [
     "as_tensor",
     "evaluate_arrays",
     "fit_arrays",
+    "is_global_zero",
     "loss_function",
     "predict_arrays",
+    "rank",
     "resolve_metrics",
 ]

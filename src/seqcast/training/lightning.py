@@ -1,20 +1,33 @@
 """The Lightning engine: the lean loop's recipe as a LightningModule and a callback, for CSV
 logs in a `log_dir`, other accelerators, several devices or nodes and Lightning callbacks.
-Lightning is imported on the first fit that uses it."""
+Lightning is imported on the first fit that uses it.
+
+Several processes (`devices`, `num_nodes`, strategy "ddp"): Lightning starts the other
+processes of this machine by running the script's command line again (or finds them started
+by `torchrun`); each takes its share of the batches (`_Batches`), DDP averages the gradients,
+the logged means are synced, so every process stops at the same epoch and ends with the same
+weights. Process groups: gloo on CPU, nccl on GPU (Lightning's defaults). `rank()` and
+`is_global_zero()` tell the code after `fit` which process it runs in, so that one writes."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from seqcast.errors import SeqcastError
-from seqcast.training.batches import _Batches, _loader, _val_batch_size
+from seqcast.layers import _compiled
+from seqcast.training.batches import _Batches, _loader, _rank_and_world, _val_batch_size
+from seqcast.training.lightning_state import recipe_callbacks
+from seqcast.training.loop import _intra_op_threads, _threads_for
 from seqcast.training.optim import _optimizer, _scheduler
 from seqcast.training.recipe import (
     EpochHook,
@@ -124,7 +137,62 @@ def _epoch_callback(
     return EpochEnd()
 
 
-def _fit_lightning(model, x, y, settings, val, metric_map, callbacks, on_epoch_end) -> History:
+#: (rank, world size) of the last Lightning run in this process; None before any
+_last_run: tuple[int, int] | None = None
+
+
+def rank() -> int:
+    """This process' global rank in a multi-process training run: 0 in a run of one process
+    (and outside any). Call it after `fit`, or under `torchrun` at any time; every process of
+    a run ends `fit` with the same weights, so rank 0 alone saves:
+    `if training.is_global_zero(): forecaster.save(path)`."""
+    if _rank_and_world()[1] > 1:
+        return _rank_and_world()[0]
+    if _last_run is not None:
+        return _last_run[0]
+    return int(os.environ.get("RANK", 0))  # torchrun's, before the first fit
+
+
+def is_global_zero() -> bool:
+    """Whether this process is rank 0 of its training run (True in a run of one process)."""
+    return rank() == 0
+
+
+def _cores() -> int:
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return len(usable) if usable else os.cpu_count() or 1
+
+
+def _placement_callback(model: nn.Module, settings: TrainSettings, batches: list[_Batches]):
+    """Once the processes are up: tell the batchers this process' rank and the world size,
+    and cap its CPU threads to its share of this machine's cores (`threads`, or the lean
+    loop's choice, at most cores // processes on this machine, at least 1), until teardown."""
+    pl = _lightning()
+
+    class Placement(pl.Callback):
+        def setup(self, trainer, module, stage):
+            global _last_run
+            _last_run = (trainer.global_rank, trainer.world_size)
+            for b in batches:
+                b.placement = _last_run
+            threads = _threads_for(model, settings, trainer.strategy.root_device)
+            if settings.threads is None:
+                threads = min(threads, max(1, _cores() // max(1, trainer.num_devices)))
+            self.stack = contextlib.ExitStack()
+            self.stack.enter_context(_intra_op_threads(threads))
+            self.stack.enter_context(_compiled.using_stack_threads(threads))
+
+        def teardown(self, trainer, module, stage):
+            self.stack.close()
+
+    return Placement()
+
+
+def _fit_lightning(
+    model, x, y, settings, val, metric_map, callbacks, on_epoch_end, groups: Any = None
+) -> History:
+    """`groups`: one series id per sample of x; with several processes each series trains on
+    one process."""
     pl = _lightning()
     for callback in callbacks:
         if not isinstance(callback, pl.Callback):
@@ -135,14 +203,18 @@ def _fit_lightning(model, x, y, settings, val, metric_map, callbacks, on_epoch_e
     with _quiet_lightning():
         if settings.seed is not None:
             _seed_everything(settings.seed)
-        train = _Batches(x, y, settings.batch_size, settings.shuffle, settings.seed, shard=True)
-        val_loader = None
+        train = _Batches(
+            x, y, settings.batch_size, settings.shuffle, settings.seed, shard=True, groups=groups
+        )
+        batchers = [train]
         if val is not None:
-            val_loader = _loader(_Batches(*val, _val_batch_size(settings), False, None, shard=True))
+            batchers.append(_Batches(*val, _val_batch_size(settings), False, None, shard=True))
         monitor = _monitor(val is not None)
         module = _make_module(model, settings, metric_map, train.__len__, monitor)
         history = History()
         best = _best_weights(settings, val is not None)
+        callbacks = [*recipe_callbacks(settings, model, (x, y, val), train, history, best),
+                     *callbacks]  # fmt: skip
         checkpoints = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
         trainer = pl.Trainer(
             max_epochs=settings.epochs,
@@ -157,10 +229,19 @@ def _fit_lightning(model, x, y, settings, val, metric_map, callbacks, on_epoch_e
             num_sanity_val_steps=0,
             gradient_clip_val=settings.clip_norm or settings.clip_value,
             gradient_clip_algorithm="value" if settings.clip_value else "norm",
-            callbacks=[_epoch_callback(history, settings, best, on_epoch_end), *callbacks],
+            callbacks=[
+                _placement_callback(model, settings, batchers),
+                _epoch_callback(history, settings, best, on_epoch_end),
+                *callbacks,
+            ],
             default_root_dir=settings.log_dir,
+            use_distributed_sampler=False,  # _Batches shards
         )
-        trainer.fit(module, _loader(train), val_loader)
+        previous_threads = torch.get_num_threads()  # Lightning's launcher sets its own
+        try:
+            trainer.fit(module, *map(_loader, batchers))
+        finally:
+            torch.set_num_threads(previous_threads)
     return history
 
 

@@ -21,6 +21,8 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }
 TRAINERS = ("auto", "lean", "lightning")
 LEAN_ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
+#: Lightning's accelerator names (or give a Lightning Accelerator object)
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")
 #: Learning-rate schedules (`TrainSettings.schedule`). "onecycle" and "cosine" step after every
 #: batch over the whole run (epochs x batches per epoch), "plateau" after every epoch.
 SCHEDULES = ("onecycle", "cosine", "plateau")
@@ -131,11 +133,7 @@ class TrainSettings:
         check_choice("trainer", self.trainer, TRAINERS)
         if self.threads is not None:
             _check_positive_int("threads", self.threads)
-        _check_positive_int("num_nodes", self.num_nodes)
-        if isinstance(self.devices, int) and not isinstance(self.devices, bool):
-            if self.devices < 1 and self.devices != -1:
-                raise SeqcastError(f"`devices` must be a positive integer, -1, a list or a "
-                                   f"string, got {self.devices!r}")  # fmt: skip
+        self._validate_placement()
         reason = self.lightning_reason()
         if self.trainer == "lean" and reason:
             raise SeqcastError(
@@ -164,6 +162,25 @@ class TrainSettings:
         if factor is not None and not (isinstance(factor, int | float) and factor > 1):
             raise SeqcastError(
                 f"`divergence_factor` must be a number above 1 (or None: off), got {factor!r}"
+            )
+
+    def _validate_placement(self) -> None:
+        """Devices, nodes, accelerator and strategy: what Lightning would refuse later, and
+        the strategies that pickle the model into new processes (seqcast's trainer does not
+        pickle; "ddp" runs the script again for each process instead)."""
+        _check_positive_int("num_nodes", self.num_nodes)
+        if isinstance(self.devices, bool) or (
+            isinstance(self.devices, int) and self.devices < 1 and self.devices != -1
+        ):
+            raise SeqcastError(f"`devices` must be a positive integer, -1, a list or a "
+                               f"string, got {self.devices!r}")  # fmt: skip
+        if isinstance(self.accelerator, str):
+            check_choice("accelerator", self.accelerator, ACCELERATORS)
+        if isinstance(self.strategy, str) and "spawn" in self.strategy:
+            raise SeqcastError(
+                f"strategy={self.strategy!r} pickles the model into new processes, which "
+                "seqcast's trainer does not support; use 'ddp' (each process runs the script "
+                "again) or launch the processes with torchrun"
             )
 
     def lightning_reason(self) -> str | None:
