@@ -71,6 +71,11 @@ def fit_arrays(
             )
         history = _fit_lean(model, x, y, settings, val, metric_map, on_epoch_end)
     else:
+        if settings.checkpoint_every is not None:
+            raise SeqcastError(
+                "`checkpoint_every` (steps) runs on the lean engine; the Lightning engine "
+                "writes its checkpoint once an epoch: leave `checkpoint_every` unset"
+            )
         history = _fit_lightning(
             model, x, y, settings, val, metric_map, callbacks, on_epoch_end, groups
         )
