@@ -1,5 +1,6 @@
 """The Typer app and the console entry point: usage and data errors become one line on
-stderr and exit code 2, an internal failure one line and exit code 1."""
+stderr and exit code 2, a training run that diverged one line and exit code 3, an internal
+failure one line and exit code 1."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
-from seqcast.errors import SeqcastError
+from seqcast.errors import SeqcastError, TrainingDivergedError
 
 app = typer.Typer(
     name="seqcast",
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage and data errors -> one line on stderr, exit code 2."""
     try:
         app(args=argv, standalone_mode=False, prog_name="seqcast")
+    except TrainingDivergedError as err:  # the run blew up and wrote no model: its own code
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
+        sys.exit(3)
     except SeqcastError as err:
         print(f"error: {_one_line(str(err))}", file=sys.stderr)
         sys.exit(2)

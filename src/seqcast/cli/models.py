@@ -50,6 +50,16 @@ def fit(
     impute: Impute = False,
     impute_method: ImputeMethod = None,
     quiet: Quiet = False,
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option("--checkpoint-dir", help="keep the run's state here after every epoch"),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="continue the run whose checkpoint is in --checkpoint-dir")
+    ] = False,
+    checkpoint_every: Annotated[
+        int | None, typer.Option("--checkpoint-every", help="checkpoint every N steps instead")
+    ] = None,
 ) -> None:
     """Train one model and save it as a directory (config.json + model.safetensors)."""
     from seqcast.forecast import Forecaster
@@ -63,6 +73,7 @@ def fit(
         ("batch-size", batch_size),
         ("season", season),
         ("units", units),
+        ("checkpoint-every", checkpoint_every),
     ):
         positive(name, value)
     method = missing.impute_method(impute, impute_method)
@@ -79,6 +90,7 @@ def fit(
         lr=lr,
         batch_size=batch_size,
         progress=False,  # the bar below shows the epochs
+        train_options=_checkpoint_options(checkpoint_dir, resume, checkpoint_every) or None,
     )
     data, load_options = missing.gaps_filled(
         data, column_options(time_col, target, id_col), method, seed
@@ -94,6 +106,15 @@ def fit(
         f"fitted {model} in {fc.fit_seconds_:.1f} s (final training loss {loss:.4g}); "
         f"saved to {out_dir}"
     )
+
+
+def _checkpoint_options(directory: Path | None, resume: bool, every: int | None) -> dict:
+    """The checkpoint settings given on the command line, as TrainSettings fields."""
+    if directory is None:
+        if resume or every is not None:
+            raise SeqcastError("--resume and --checkpoint-every need --checkpoint-dir DIR")
+        return {}
+    return {"checkpoint_dir": str(directory), "resume": resume, "checkpoint_every": every}
 
 
 def predict(
