@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "handson.py"
 MODELS = ["naive", "linear", "deep_rnn", "recursive10", "lstm", "conv_gru", "wavenet"]
 
 
+@pytest.mark.benchmark
 def test_handson_tiny_run_writes_finite_results(tmp_path: Path) -> None:
     out = tmp_path / "handson.json"
     # SEQCAST_NO_COMPILE: the C++ kernels' first build can take tens of seconds; they have
@@ -75,8 +78,6 @@ def test_keras_reference_script_says_what_is_missing(tmp_path: Path) -> None:
     except ImportError:
         pass
     else:
-        import pytest
-
         pytest.skip("TensorFlow is installed here; the missing-extra path cannot be shown")
     result = subprocess.run(
         [sys.executable, str(script), "--models", "linear", "--samples", "50", "--epochs", "1"],

@@ -13,12 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "latency.py"
 STRATEGIES = ("recursive", "direct", "seq2seq")
 CALLS = ("predict()", "predict(intervals=[80, 95])", "predict(frame)")
 TIMINGS = ("import_torch_ms", "import_ms", "load_ms", "first_predict_ms", "median_ms", "p90_ms")
 
 
+@pytest.mark.benchmark
 def test_latency_tiny_run_writes_finite_positive_timings(tmp_path: Path) -> None:
     out = tmp_path / "latency.json"
     # SEQCAST_NO_COMPILE: the C++ kernels' first build can take tens of seconds; they have

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
 KEYS = {
     "model",
@@ -29,6 +31,7 @@ KEYS = {
 }
 
 
+@pytest.mark.benchmark
 def test_peers_tiny_run_writes_honest_results(tmp_path: Path) -> None:
     out = tmp_path / "tmp.json"
     # SEQCAST_NO_COMPILE: the C++ kernels' first build can take tens of seconds; they have

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "real_data.py"
 MODELS = ["seasonal_naive", "linear"]
 PEERS = ["SeasonalNaive", "AutoETS", "AutoARIMA"]
@@ -28,6 +30,7 @@ KEYS = {
 HAVE_SF = importlib.util.find_spec("statsforecast") is not None
 
 
+@pytest.mark.benchmark
 def test_real_data_quick_run_writes_finite_rows(tmp_path: Path) -> None:
     out = tmp_path / "real.json"
     # SEQCAST_NO_COMPILE: the C++ kernels' first build can take tens of seconds; they have

@@ -76,6 +76,7 @@ def run(tmp_path_factory):
     return json.loads(out.read_text()), fit_frames, printed.getvalue()
 
 
+@pytest.mark.benchmark
 def test_json_structure(run):
     result, _, _ = run
     assert set(result) == {"config", "versions", "machine", "groups", "rows", "published", "errors"}
@@ -108,6 +109,7 @@ def test_json_structure(run):
     assert all(p["source"] for p in result["published"])
 
 
+@pytest.mark.benchmark
 def test_seasonal_naive_matches_an_independent_computation(run):
     result, _, _ = run
     smapes, mases, points = {}, {}, {"smape": [], "mase": []}
@@ -129,6 +131,7 @@ def test_seasonal_naive_matches_an_independent_computation(run):
         assert abs(rows[group]["mase"] - mases[group]) < 1e-9, group
 
 
+@pytest.mark.benchmark
 def test_fits_see_the_training_parts_only(run):
     _, fit_frames, _ = run
     series = {
@@ -148,6 +151,7 @@ def test_fits_see_the_training_parts_only(run):
     assert sum(lib == "statsforecast" for lib, _ in fit_frames) == 2 * 4 + 2
 
 
+@pytest.mark.benchmark
 def test_table_comes_last_with_published_rows(run):
     _, _, printed = run
     lines = printed.strip().splitlines()
