@@ -399,3 +399,23 @@ def test_each_process_gets_its_share_of_the_cores_until_the_fit_ends():
 def test_bad_distributed_settings_fail_before_any_work(options, message):
     with pytest.raises(SeqcastError, match=message):
         TrainSettings.from_kwargs(**options)
+
+
+def test_seqcast_fit_on_two_processes_writes_the_model_once(tmp_path):
+    # Lightning starts the second process by running this same command line again
+    command = [
+        shutil.which("seqcast") or sys.executable, "fit", "data.csv", "--model", "lstm",
+        "--window", "12", "--horizon", "3", "--epochs", "2", "--out", "model",
+        "--devices", "2", "--accelerator", "cpu", "--dist-strategy", "ddp", "--quiet",
+    ]  # fmt: skip
+    if command[0] == sys.executable:
+        command[1:1] = ["-m", "seqcast"]
+    _frame().to_csv(tmp_path / "data.csv", index=False)
+    start = time.perf_counter()
+    code, output = _run(command, tmp_path, 150, _env())
+    print(f"seqcast fit --devices 2 wall seconds: {time.perf_counter() - start:.1f}")
+    assert code == 0, output[-3000:]
+    assert output.count("saved to model") == 1, output  # one report, from the first process
+    from seqcast.forecast import Forecaster
+
+    assert len(Forecaster.load(tmp_path / "model").predict()) == SERIES * 3

@@ -60,8 +60,23 @@ def fit(
     checkpoint_every: Annotated[
         int | None, typer.Option("--checkpoint-every", help="checkpoint every N steps instead")
     ] = None,
+    devices: Annotated[
+        int, typer.Option(help="processes (CPU) or GPUs on this machine; above 1: DDP")
+    ] = 1,
+    num_nodes: Annotated[
+        int, typer.Option("--num-nodes", help="machines, each started by torchrun (README)")
+    ] = 1,
+    accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto")] = "auto",
+    dist_strategy: Annotated[
+        str,
+        typer.Option(
+            "--dist-strategy", help="Lightning strategy, e.g. ddp (auto: ddp for several processes)"
+        ),
+    ] = "auto",
 ) -> None:
-    """Train one model and save it as a directory (config.json + model.safetensors)."""
+    """Train one model and save it as a directory (config.json + model.safetensors). With
+    several processes every one trains, and the first writes the model."""
+    from seqcast import training
     from seqcast.forecast import Forecaster
 
     if window is None and model != "auto":
@@ -74,9 +89,13 @@ def fit(
         ("season", season),
         ("units", units),
         ("checkpoint-every", checkpoint_every),
+        ("devices", devices),
+        ("num-nodes", num_nodes),
     ):
         positive(name, value)
     method = missing.impute_method(impute, impute_method)
+    placement = dict(devices=devices, num_nodes=num_nodes, accelerator=accelerator,
+                     strategy=dist_strategy)  # fmt: skip
     fc = Forecaster(
         model,
         window=window or 1,
@@ -90,13 +109,19 @@ def fit(
         lr=lr,
         batch_size=batch_size,
         progress=False,  # the bar below shows the epochs
-        train_options=_checkpoint_options(checkpoint_dir, resume, checkpoint_every) or None,
+        train_options={
+            **{k: v for k, v in placement.items() if v not in (1, "auto")},
+            **_checkpoint_options(checkpoint_dir, resume, checkpoint_every),
+        }
+        or None,
     )
     data, load_options = missing.gaps_filled(
         data, column_options(time_col, target, id_col), method, seed
     )
     with epoch_bar(quiet or model == "auto", epochs) as on_epoch_end:
         fc.fit(data, on_epoch_end=on_epoch_end, **load_options)
+    if not training.is_global_zero():
+        return  # every process ends with the same model; the first writes and reports it
     fc.save(out_dir)
     if getattr(fc, "auto_", None) is not None:
         out.print(f"fitted {fc.auto_.describe()} in {fc.fit_seconds_:.1f} s; saved to {out_dir}")
