@@ -1,4 +1,4 @@
-// What every kernel file shares (through plumbing.h, and scan.cpp directly): portability macros
+// What every kernel file shares (through plumbing.h, and scan_math.h directly): portability macros
 // and the float32 exponential their vectorised loops use. The build hashes every header of
 // this directory into its flags (seqcast/layers/_compiled.py), so editing one rebuilds a cached
 // extension.

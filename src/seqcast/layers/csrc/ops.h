@@ -1,6 +1,6 @@
 // Every op of the seqcast_rnn library, as register.cpp registers them: the recurrence op pairs
 // (lstm.cpp, lstm_stack.cpp, gru.cpp, simple_rnn.cpp), their autograd nodes written in
-// C++ (autograd.cpp) and the MinGRU/MinLSTM scan (scan.cpp). Shapes and outputs are described
+// C++ (autograd.cpp) and the MinGRU/MinLSTM scan (scan_forward.cpp, scan_backward.cpp). Shapes and outputs are described
 // where each is defined.
 #pragma once
 

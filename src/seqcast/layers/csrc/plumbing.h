@@ -1,4 +1,4 @@
-// What every recurrence kernel file shares (lstm*.cpp, gru.cpp, simple_rnn.cpp; scan.cpp uses
+// What every recurrence kernel file shares (lstm*.cpp, gru.cpp, simple_rnn.cpp; scan.h uses
 // FlushDenormals): argument checks, the denormal mode, whole-sequence buffers, the loops over a
 // step's batch rows and the recurrent weight gradient. Defined in plumbing.cpp, except the
 // templates below.
@@ -56,7 +56,7 @@ const T* ptr_or_null(const OptTensor& t) {
 // Values below 1.2e-38 become 0. With `all_threads` (an op large enough to use torch's intra-op
 // threads, where BLAS runs its products too) the mode is set on each of them as well, each
 // thread restoring its own on exit. Float64 ops run unchanged. The calling thread's mode is
-// kept in the object, so one may be nested in another on the same thread (scan.cpp's chunks
+// kept in the object, so one may be nested in another on the same thread (the scan's time chunks, scan.h
 // run inline when there is one thread).
 class FlushDenormals {
  public:
