@@ -349,7 +349,12 @@ def infer_freq(frame: pd.DataFrame) -> str | int:
             )
         found.setdefault(getattr(freq, "freqstr", freq), sid)
     if len(found) != 1:
-        detail = ", ".join(f"{f!r} ({s!r})" for f, s in found.items()) or "no series has 3 points"
+        if not found:
+            raise SeqcastError(
+                "cannot infer the frequency of the time stamps: no series has 3 or more points; "
+                "give longer series"
+            )
+        detail = ", ".join(f"{f!r} ({s!r})" for f, s in found.items())
         raise SeqcastError(
             f"cannot infer one frequency for all series: {detail}; pass the frequency explicitly"
         )
