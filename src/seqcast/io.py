@@ -331,12 +331,13 @@ def context_to_tensors(
     tensors = {CONTEXT_PREFIX + "ds": torch.as_tensor(np.asarray(ints, dtype=np.int64))}
     columns = [c for c in frame.columns if c not in ("unique_id", "ds")]
     for c in columns:
-        tensors[CONTEXT_PREFIX + c] = torch.as_tensor(frame[c].to_numpy(np.float64))
+        tensors[CONTEXT_PREFIX + c] = torch.from_numpy(frame[c].to_numpy(np.float64, copy=True))
     meta = {
         "ids": [[str(i), int(n)] for i, n in runs.items()],
         "columns": columns,
         "ds_is_time": bool(is_time),
         "tz": tz,
+        "unit": ds.dt.unit if is_time else None,  # pandas' resolution, restored on load
         "scaling": scaling is not None,
     }
     if scaling is not None:
@@ -384,7 +385,7 @@ def context_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     if meta["ds_is_time"]:
         stamps = pd.to_datetime(ds, unit="ns")
         stamps = stamps.tz_localize("UTC").tz_convert(meta["tz"]) if meta["tz"] else stamps
-        ds_col = pd.Series(stamps)
+        ds_col = pd.Series(stamps).dt.as_unit(meta.get("unit") or "ns")
     else:
         ds_col = pd.Series(ds, dtype="int64")
     frame = pd.DataFrame({"unique_id": ids, "ds": ds_col})
