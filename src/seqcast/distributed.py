@@ -60,7 +60,7 @@ def predict_parts(
     out_dir: str | os.PathLike,
     *,
     horizon: int | None = None,
-    intervals: Sequence[int] | None = None,
+    intervals: Sequence[int] | str | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
     engine: str = "auto",
@@ -81,7 +81,7 @@ def predict_parts(
     out = _empty_dir(Path(out_dir))
     options = {
         "horizon": horizon,
-        "intervals": list(intervals) if intervals else None,
+        "intervals": intervals,
         "load_options": {"id_col": id_col, "time_col": time_col, "target": target},
         "columns": source.columns,
     }
@@ -113,7 +113,7 @@ def predict_part(
     part: str,
     out_path: str,
     horizon: int | None,
-    intervals: list[int] | None,
+    intervals: Sequence[int] | str | None,
     load_options: dict[str, str],
     columns: list[str],
 ) -> int:

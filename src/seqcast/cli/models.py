@@ -149,18 +149,39 @@ def predict(
     ] = None,
     horizon: Annotated[int | None, typer.Option()] = None,
     intervals: Annotated[str | None, typer.Option(help="levels, e.g. 80,95")] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="CSV to write")] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="CSV to write; for a DATA directory, the Parquet parts' directory"
+        ),
+    ] = None,
     time_col: TimeCol = None,
     target: Target = None,
     id_col: IdCol = None,
     impute: Impute = False,
     impute_method: ImputeMethod = None,
     seed: ImputeSeed = 0,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (DATA directory); default: local")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="local Dask worker processes (default: one per core)")
+    ] = None,
 ) -> None:
-    """Forecast after the end of each series; print it, or write it with --out."""
+    """Forecast after the end of each series; print it, or write it with --out. DATA may be a
+    directory of Parquet parts: each part's forecasts go to one Parquet part in --out, on
+    Dask (a local cluster, or --scheduler) when installed, else in this process."""
     from seqcast.forecast import Forecaster
 
     positive("horizon", horizon)
+    positive("workers", workers)
+    if data is not None and Path(data).is_dir():
+        if impute:
+            raise SeqcastError("--impute does not apply to Parquet parts; fill their gaps first")
+        return _predict_parts(model_dir, data, out_file, horizon, intervals, scheduler, workers,
+                              column_options(time_col, target, id_col))  # fmt: skip
+    if scheduler is not None or workers is not None:
+        raise SeqcastError("--scheduler and --workers apply to a DATA directory of Parquet parts")
     method = missing.impute_method(impute, impute_method)
     fc = Forecaster.load(model_dir)
     load_options = column_options(time_col, target, id_col)
@@ -175,6 +196,18 @@ def predict(
     forecast.to_csv(partial, index=False)
     partial.replace(out_file)
     out.print(f"wrote {len(forecast)} rows to {out_file}")
+
+
+def _predict_parts(model_dir, data, out_dir, horizon, intervals, scheduler, workers, columns):
+    from seqcast import distributed
+
+    if out_dir is None:
+        raise SeqcastError("a DATA directory of Parquet parts needs --out DIRECTORY for the parts")
+    rows = distributed.predict_parts(
+        model_dir, data, out_dir, horizon=horizon, intervals=intervals, scheduler=scheduler,
+        workers=workers, **columns,
+    )  # fmt: skip
+    out.print(f"wrote {rows} rows to {out_dir}")
 
 
 def evaluate(
