@@ -409,7 +409,7 @@ def test_seqcast_fit_on_two_processes_writes_the_model_once(tmp_path):
         "--devices", "2", "--accelerator", "cpu", "--dist-strategy", "ddp", "--quiet",
     ]  # fmt: skip
     if command[0] == sys.executable:
-        command[1:1] = ["-m", "seqcast"]
+        command[1:1] = ["-m", "seqcast.cli"]
     _frame().to_csv(tmp_path / "data.csv", index=False)
     start = time.perf_counter()
     code, output = _run(command, tmp_path, 150, _env())
@@ -419,3 +419,19 @@ def test_seqcast_fit_on_two_processes_writes_the_model_once(tmp_path):
     from seqcast.forecast import Forecaster
 
     assert len(Forecaster.load(tmp_path / "model").predict()) == SERIES * 3
+
+
+def test_rank_before_the_first_fit_comes_from_the_launcher(monkeypatch):
+    import seqcast.training.lightning as engine
+
+    monkeypatch.setattr(engine, "_last_run", None)
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert training.rank() == 0 and training.is_global_zero()
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a process Lightning started
+    assert training.rank() == 1 and not training.is_global_zero()
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("NODE_RANK", "1")  # the first process of the second machine
+    assert not training.is_global_zero()
+    monkeypatch.setenv("RANK", "3")  # torchrun's
+    assert training.rank() == 3 and not training.is_global_zero()

@@ -143,19 +143,23 @@ _last_run: tuple[int, int] | None = None
 
 def rank() -> int:
     """This process' global rank in a multi-process training run: 0 in a run of one process
-    (and outside any). Call it after `fit`, or under `torchrun` at any time; every process of
-    a run ends `fit` with the same weights, so rank 0 alone saves:
+    (and outside any). Exact after `fit`, and before it under `torchrun` or on the first
+    machine; every process of a run ends `fit` with the same weights, so rank 0 alone saves:
     `if training.is_global_zero(): forecaster.save(path)`."""
     if _rank_and_world()[1] > 1:
         return _rank_and_world()[0]
     if _last_run is not None:
         return _last_run[0]
-    return int(os.environ.get("RANK", 0))  # torchrun's, before the first fit
+    # before the first fit: torchrun's RANK, or the LOCAL_RANK Lightning gives the processes
+    # it starts (Lightning's own rank-zero rule)
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
 
 
 def is_global_zero() -> bool:
     """Whether this process is rank 0 of its training run (True in a run of one process)."""
-    return rank() == 0
+    known = _rank_and_world()[1] > 1 or _last_run is not None or "RANK" in os.environ
+    # else LOCAL_RANK 0 is rank 0 only on the first machine
+    return rank() == 0 and (known or os.environ.get("NODE_RANK", "0") == "0")
 
 
 def _cores() -> int:
