@@ -2,6 +2,7 @@
 MC-dropout intervals say when they do not."""
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -146,10 +147,13 @@ def test_covering_levels_agree_with_the_quantile_intervals():
     draws[:, 7:9, 1] = 2.0  # every draw the same: the interval is the point 2.0
     target[7, 1], target[8, 1] = 2.0, 2.5
     covering = uncertainty.covering_levels(draws, target)
+    coverage = uncertainty.coverage_by_level(covering)
     for level in range(1, 100):
         alpha = (100 - level) / 200
         lo, hi = np.quantile(draws, alpha, axis=0), np.quantile(draws, 1 - alpha, axis=0)
-        np.testing.assert_array_equal(covering <= level, (lo <= target) & (target <= hi))
+        inside = (lo <= target) & (target <= hi)
+        np.testing.assert_array_equal(covering <= level, inside)
+        assert coverage[level - 1] == pytest.approx(100 * inside.mean(), abs=1e-9)
     assert covering[7, 1] == 0.0 and np.isinf(covering[8, 1])
     assert np.isinf(covering[np.abs(target) > np.abs(draws).max(axis=0)]).all()
 
@@ -160,41 +164,42 @@ def _sampled(scale: float, n: int = 4000, draws: int = 200):
     gen = torch.Generator().manual_seed(0)
     target = torch.randn(n, generator=gen, dtype=torch.float64).numpy()
     model = nn.Sequential(nn.Dropout(0.5))  # stands in for a network in MC-dropout mode
-    return uncertainty.mc_dropout_covering(
+    return uncertainty.mc_dropout_coverage(
         lambda: scale * torch.randn(n, generator=gen, dtype=torch.float64), model, draws, target
     )
 
 
 def test_no_warning_when_mc_intervals_are_calibrated():
-    covering = _sampled(scale=1.0)
+    coverage = _sampled(scale=1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UndercoverageWarning)
-        measured = uncertainty.check_coverage(covering, [80, 95], "MC-dropout")
+        measured = uncertainty.check_coverage(coverage, [80, 95], "MC-dropout")
     # 4000 values: standard error 0.63 points at 80%, 0.34 at 95%
     assert measured[80] == pytest.approx(80, abs=2.5) and measured[95] == pytest.approx(95, abs=1.5)
 
 
 def test_warning_states_nominal_and_measured_coverage_when_too_narrow():
-    covering = _sampled(scale=0.5)  # 80%: P(|Z| < 0.5 * 1.2816) = 47.8%; 95%: 67.5%
+    coverage = _sampled(scale=0.5)  # 80%: P(|Z| < 0.5 * 1.2816) = 47.8%; 95%: 67.5%
     with pytest.warns(UndercoverageWarning, match=r"80% intervals cover 4\d\.\d%") as record:
-        measured = uncertainty.check_coverage(covering, [80, 95], "MC-dropout")
+        measured = uncertainty.check_coverage(coverage, [2, 80, 95], "MC-dropout")
     assert measured[80] == pytest.approx(47.8, abs=2.5)
     assert measured[95] == pytest.approx(67.5, abs=2.5)
     assert "95% intervals cover 6" in str(record[0].message) and len(record) == 1
-    # a level met within the tolerance is not named
-    assert "60%" not in str(record[0].message)
+    # 2%: P(|Z| < 0.5 * 0.0251) = 1.0%, short by less than the 3-point tolerance: not named
+    assert measured[2] < 2 and not re.search(r"\b2% intervals", str(record[0].message))
 
 
 def test_mc_dropout_quantiles_check_the_levels_asked_when_given_held_out_coverage():
-    covering = _sampled(scale=0.5)
+    coverage = _sampled(scale=0.5)
     model, x = nn.Dropout(0.3), torch.ones(10, 3)
     with pytest.warns(UndercoverageWarning, match="95% intervals cover"):
-        uncertainty.mc_dropout_quantiles(lambda: model(x), model, 20, [95], covering=covering)
+        uncertainty.mc_dropout_quantiles(lambda: model(x), model, 20, [95], coverage=coverage)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UndercoverageWarning)
         bands = uncertainty.mc_dropout_quantiles(lambda: model(x), model, 20, [95])
     assert bands[95][0].shape == (10, 3)
-    assert uncertainty.check_coverage(np.zeros((0, 6)), [80], "MC-dropout") == {}
+    nothing = uncertainty.coverage_by_level(np.zeros((0, 6)))  # no held-out window
+    assert uncertainty.check_coverage(nothing, [80], "MC-dropout") == {}
 
 
 def test_mc_dropout_forecaster_under_covers_and_held_out_windows_say_so():
@@ -217,12 +222,12 @@ def test_mc_dropout_forecaster_under_covers_and_held_out_windows_say_so():
     cut = np.floor(np.full(300, LENGTH) * 0.75).astype(int)[series]
     held = start + WINDOW >= cut
     xt = torch.as_tensor(x[held], dtype=torch.float32)
-    covering = uncertainty.mc_dropout_covering(
+    coverage = uncertainty.mc_dropout_coverage(
         lambda: strategies.forecast(fc.model_, xt, HORIZON, fc.strategy_, HORIZON),
         fc.model_, fc.mc_samples, y[held].reshape(-1, HORIZON),
     )  # fmt: skip
     with pytest.warns(UndercoverageWarning, match="80% intervals cover"):
-        measured = uncertainty.check_coverage(covering, [80], "MC-dropout")
+        measured = uncertainty.check_coverage(coverage, [80], "MC-dropout")
     assert future_cover < 80 - 20 and measured[80] < 80 - 20
     # 300 series: standard error < 2.9 points on the future; held-out adds its own
     assert measured[80] == pytest.approx(future_cover, abs=8)

@@ -7,10 +7,9 @@
   symmetric interval y_hat ± q, q the ceil((n+1)·level)/n empirical quantile (Vovk et al.;
   the finite-sample split-conformal rule).
 - Coverage check: MC-dropout intervals reflect the model's uncertainty only, not the noise in
-  the data, so they usually cover less than they promise. `mc_dropout_covering` measures, on
-  held-out windows, the smallest level whose interval holds each true value; passed to
-  `mc_dropout_quantiles`, it turns a shortfall into an `UndercoverageWarning` naming the
-  nominal and the measured coverage.
+  the data, so they usually cover less than they promise. `mc_dropout_coverage` measures, on
+  held-out windows, the coverage of every level 1..99; passed to `mc_dropout_quantiles`, it
+  turns a shortfall into an `UndercoverageWarning` naming the nominal and measured coverage.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from seqcast.errors import SeqcastError
 from seqcast.layers import RNN, Dropout
 
 METHODS = ("conformal", "mc_dropout")
+LEVELS = np.arange(1, 100)  # the interval levels `parse_levels` accepts, in percent
 UNDERCOVERAGE_TOLERANCE = 3.0  # percentage points below nominal before intervals are flagged
 
 log = logging.getLogger(__name__)
@@ -87,27 +87,30 @@ def mc_dropout_quantiles(
     model: nn.Module,
     n_samples: int,
     levels: list[int],
-    covering: np.ndarray | None = None,
+    coverage: np.ndarray | None = None,
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """{level: (lo, hi)} from `n_samples` calls of `sample()` with dropout active. With
-    `covering` (from `mc_dropout_covering` on held-out windows), each level's coverage there is
-    checked and a shortfall warned about (`check_coverage`)."""
+    `coverage` (from `mc_dropout_coverage` on held-out windows), each level asked is checked
+    against it and a shortfall warned about (`check_coverage`)."""
     draws = _draws(sample, model, n_samples)
     out = {}
     for level in levels:
         alpha = (100 - level) / 200
         out[level] = (np.quantile(draws, alpha, axis=0), np.quantile(draws, 1 - alpha, axis=0))
-    if covering is not None:
-        check_coverage(covering, levels, "MC-dropout")
+    if coverage is not None:
+        check_coverage(coverage, levels, "MC-dropout")
     return out
 
 
-def mc_dropout_covering(
+def mc_dropout_coverage(
     sample: Callable[[], Tensor], model: nn.Module, n_samples: int, target: np.ndarray
 ) -> np.ndarray:
-    """`covering_levels` of the true values `target` of held-out windows, `sample()` drawing
-    forecasts of the same shape for those windows with dropout active."""
-    return covering_levels(_draws(sample, model, n_samples), np.asarray(target, np.float64))
+    """Measured coverage (percent) of MC-dropout intervals at every level 1..99 (row L-1 is
+    level L) on held-out windows whose true values are `target`, `sample()` drawing forecasts
+    of the same shape for them with dropout active. Fixed size (99,), however many windows
+    measured it, so a saved model can keep it."""
+    draws = _draws(sample, model, n_samples)
+    return coverage_by_level(covering_levels(draws, np.asarray(target, np.float64)))
 
 
 def _draws(sample: Callable[[], Tensor], model: nn.Module, n_samples: int) -> np.ndarray:
@@ -141,27 +144,35 @@ def covering_levels(draws: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.where((at_most >= 1) & (below < s), level, np.inf)
 
 
+def coverage_by_level(covering: np.ndarray) -> np.ndarray:
+    """Coverage (percent) at each level 1..99 of the values whose `covering_levels` are
+    given: the share of them <= L. NaN everywhere when there is none."""
+    ranked = np.sort(np.asarray(covering, dtype=np.float64).reshape(-1))
+    if ranked.size == 0:
+        return np.full(len(LEVELS), np.nan)
+    return 100 * np.searchsorted(ranked, LEVELS, side="right") / ranked.size
+
+
 def check_coverage(
-    covering: np.ndarray,
+    coverage: np.ndarray,
     levels: Sequence[int],
     method: str,
     tolerance: float = UNDERCOVERAGE_TOLERANCE,
 ) -> dict[int, float]:
-    """{level: measured coverage in percent} on the held-out values whose `covering_levels`
-    are given; an `UndercoverageWarning` names every level covered more than `tolerance`
-    points below its promise. Nothing to measure (no held-out value) gives {}."""
-    covering = np.asarray(covering, dtype=np.float64).reshape(-1)
-    if covering.size == 0:
-        return {}
-    measured = {int(lvl): 100 * float(np.mean(covering <= lvl)) for lvl in levels}
+    """{level: measured coverage in percent} read off `coverage` (`coverage_by_level`
+    output); an `UndercoverageWarning` names every level covered more than `tolerance` points
+    below its promise. Levels never measured (NaN: no held-out window) are left out."""
+    coverage = np.asarray(coverage, dtype=np.float64)
+    measured = {int(lvl): float(coverage[int(lvl) - 1]) for lvl in levels}
+    measured = {lvl: m for lvl, m in measured.items() if not math.isnan(m)}
     short = [
         f"{lvl}% intervals cover {m:.1f}%" for lvl, m in measured.items() if m < lvl - tolerance
     ]
     if short:
         warnings.warn(
-            f"{method} intervals under-cover on {covering.size} held-out values: "
-            f"{', '.join(short)}. They reflect model uncertainty only, not the noise in the "
-            "data; use interval_method='conformal' for intervals calibrated to their level",
+            f"{method} intervals under-cover on held-out windows: {', '.join(short)}. They "
+            "reflect model uncertainty only, not the noise in the data; use "
+            "interval_method='conformal' for intervals calibrated to their level",
             UndercoverageWarning,
             stacklevel=3,
         )
