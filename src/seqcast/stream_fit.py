@@ -7,7 +7,7 @@ What differs from a fit on a frame, and why:
   32) instead of taking all of them, so an epoch's cost is bounded by the number of series;
 - no validation batches and no early stopping: the model trains for `epochs` epochs;
 - the frequency, and the held-out windows that calibrate conformal intervals, come from the
-  first part alone (a bounded sample);
+  first `CALIBRATION_SERIES` series of the first part alone (a bounded sample);
 - the model keeps no context (no training series' ends): `predict` needs the history to
   forecast from, which `seqcast.distributed.predict_parts` reads part by part.
 Scaling is the same as in memory: each series by its own training rows, so a series
@@ -19,6 +19,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from seqcast import scoring, training
 from seqcast.data import frames
 from seqcast.data.preprocess import WindowPipeline
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
     from seqcast.forecast import Forecaster
 
 SOURCE_OPTIONS = ("id_col", "time_col", "target")
+#: the series of the first part whose held-out ends calibrate conformal intervals: a bounded
+#: sample, so calibration costs the same whatever the size of the data
+CALIBRATION_SERIES = 256
 
 
 def fit(fc: Forecaster, data: Any, start: float, **options: Any) -> Forecaster:
@@ -55,7 +60,8 @@ def fit(fc: Forecaster, data: Any, start: float, **options: Any) -> Forecaster:
             "strategy='seq2seq' is not streamed from Parquet; use 'direct' or 'recursive'"
         )
     steps = 1 if spec.strategy == "recursive" else spec.horizon
-    sample = source.read(0)  # the first part: frequency and conformal calibration
+    first = source.read(0)  # its first series: frequency and conformal calibration
+    sample = first[pd.factorize(first["unique_id"])[0] < CALIBRATION_SERIES]
     frames.check_no_missing(sample, what="training")
     fc.auto_, fc.history_, fc.freq_ = None, None, frames.infer_freq(sample)
     fc.strategy_ = spec.strategy
