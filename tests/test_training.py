@@ -624,10 +624,11 @@ def test_fused_adam_step_runs_a_hook_registered_after_the_first_step():
     layers.append(copy.deepcopy(layers[0]))
     optimizers = [torch.optim.Adam(layer.parameters(), lr=0.1, fused=True) for layer in layers]
     step = _FusedAdamStep(optimizers[1])
-    calls = []
+    calls, now = [], {}
     for i in range(5):
+        now["step"] = i
         if i == 2:
-            optimizers[1].register_step_pre_hook(lambda *args: calls.append(i))
+            optimizers[1].register_step_pre_hook(lambda *args: calls.append(now["step"]))
         for layer in layers:
             layer.zero_grad()
             layer(torch.full((4, 2), float(i + 1))).pow(2).sum().backward()
