@@ -328,7 +328,7 @@ BAD = {
     "not a model dir": (lambda d, m: ["predict", d], "not a seqcast model directory"),
     "corrupted safetensors": (
         lambda d, m: ["predict", _corrupt(d, m)],
-        "corrupted or not a safetensors",
+        "not a safetensors file",
     ),
     "bad interval level": (
         lambda d, m: ["predict", m, "--intervals", "80,150"],
