@@ -273,14 +273,14 @@ class Forecaster:
             frames.check_no_missing(frame, what="prediction")
             columns = self.auto_.predict(_values_by_series(frame), horizon, levels)
             last = frame.groupby("unique_id", sort=False)["ds"].last()
-            return self._to_frame(columns, [str(i) for i in last.index], last.to_list())
+            return _to_frame(self, columns, [str(i) for i in last.index], last.to_list())
         win = self._windows_of(data, load_options)
         point = self._forecast_scaled(win.x, horizon)
         columns = {"y_hat": point}
         for lvl, (lo, hi) in _intervals(self, win.x, point, horizon, levels).items():
             columns[f"y_lo_{lvl}"], columns[f"y_hi_{lvl}"] = lo, hi
         columns = {k: self.pipeline_.to_original(v, win) for k, v in columns.items()}
-        return self._to_frame(columns, win.ids, win.last)
+        return _to_frame(self, columns, win.ids, win.last)
 
     def forecast_many(self, contexts: list[pd.DataFrame]) -> list[pd.DataFrame]:
         """Point forecasts after each of several long frames; a network forecasts all of
@@ -295,25 +295,8 @@ class Forecaster:
             block = point[offset : offset + len(w.x)]
             offset += len(w.x)
             y_hat = self.pipeline_.to_original(block, w)
-            out.append(self._to_frame({"y_hat": y_hat}, w.ids, w.last))
+            out.append(_to_frame(self, {"y_hat": y_hat}, w.ids, w.last))
         return out
-
-    def _to_frame(self, columns: dict[str, np.ndarray], ids: list[str], last: list) -> pd.DataFrame:
-        """A long forecast frame; the future time stamps of the last call are kept, as repeated
-        `predict()` calls ask for the same and building them costs more than the model."""
-        horizon = next(iter(columns.values())).shape[1]
-        key = (tuple(ids), tuple(last), horizon, self.freq_)
-        cached = self.__dict__.get("_stamps")
-        if cached is None or cached[0] != key:
-            stamps = [frames.future_stamps(d, self.freq_, horizon) for d in last]
-            keys = {
-                "unique_id": np.repeat(ids, horizon),
-                "ds": np.concatenate([np.asarray(s) for s in stamps]),
-            }
-            self._stamps = cached = (key, keys)
-        rows = dict(cached[1])
-        rows |= {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in columns.items()}
-        return pd.DataFrame(rows)
 
     # -- evaluate / backtest --------------------------------------------------------------------
     def evaluate(self, data: Any, intervals: int = 80, **load_options: Any) -> dict[str, float]:
@@ -367,6 +350,26 @@ def _intervals(fc: Forecaster, x, point, horizon, levels):
     n, table = fc.conformal_
     radius = {lvl: scoring.conformal_radius(table, n, lvl, horizon) for lvl in levels}
     return {lvl: (point - r, point + r) for lvl, r in radius.items()}
+
+
+def _to_frame(
+    fc: Forecaster, columns: dict[str, np.ndarray], ids: list[str], last: list
+) -> pd.DataFrame:
+    """A long forecast frame; the future time stamps of the last call are kept, as repeated
+    `predict()` calls ask for the same and building them costs more than the model."""
+    horizon = next(iter(columns.values())).shape[1]
+    key = (tuple(ids), tuple(last), horizon, fc.freq_)
+    cached = fc.__dict__.get("_stamps")
+    if cached is None or cached[0] != key:
+        stamps = [frames.future_stamps(d, fc.freq_, horizon) for d in last]
+        keys = {
+            "unique_id": np.repeat(ids, horizon),
+            "ds": np.concatenate([np.asarray(s) for s in stamps]),
+        }
+        fc._stamps = cached = (key, keys)
+    rows = dict(cached[1])
+    rows |= {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in columns.items()}
+    return pd.DataFrame(rows)
 
 
 def _load(data: Any, load_options: dict[str, Any], covariates: list[str]) -> pd.DataFrame:
