@@ -1,6 +1,8 @@
 """Which path a recurrence runs (each cell declares its kernel once, `RNN` alone chooses), the
 shape of the class hierarchy, and the layer registry that loading a model relies on."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -82,7 +84,31 @@ def test_auto_takes_the_compiled_kernel_on_cpu_else_torch_else_the_loop(monkeypa
     monkeypatch.setattr(_compiled, "available", lambda device=None: False)
     assert _path(LSTM(3), x) == "torch"
     assert _path(SimpleRNN(3, activation="sigmoid"), x) == "loop"
-    assert _path(LSTM(3), x, "compiled") == "loop"  # "compiled" where there is a kernel
+    with pytest.warns(_compiled.CompiledFallbackWarning):  # "compiled" where there is a kernel
+        assert _path(LSTM(3), x, "compiled") == "loop"
+
+
+def test_compiled_asked_for_but_unusable_warns_once_naming_why(monkeypatch):
+    x = torch.randn(2, 4, 3)
+    layer = LSTM(3, implementation="compiled")
+    layer(x)
+    with pytest.warns(_compiled.CompiledFallbackWarning, match="a mask is given"):
+        layer(x, mask=torch.ones(2, 4, dtype=torch.bool))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same reason again: said once per layer
+        layer(x, mask=torch.ones(2, 4, dtype=torch.bool))
+        LSTM(3)(x, mask=torch.ones(2, 4, dtype=torch.bool))  # "auto" chooses quietly
+    monkeypatch.setattr(_compiled, "available", lambda device=None: False)
+    with pytest.warns(_compiled.CompiledFallbackWarning, match="extension is unavailable"):
+        LSTM(3, implementation="compiled")(x)
+    with pytest.warns(_compiled.CompiledFallbackWarning, match="no compiled kernel"):
+        RNN(LayerNormLSTMCell(3), implementation="compiled")(x)
+
+
+def test_compiled_kernels_refuse_non_cpu_devices_and_other_dtypes():
+    meta = torch.empty(2, 4, 3, device="meta")
+    assert "on meta" in _compiled.refusal(meta, True, True)
+    assert "float16" in _compiled.refusal(torch.zeros(2, 4, 3, dtype=torch.float16), True, True)
 
 
 def test_a_mask_or_a_recurrent_dropout_mask_leaves_the_fused_path():

@@ -300,3 +300,22 @@ def ops():
             "SEQCAST_NO_COMPILE); check `_compiled.available()` before calling them"
         )
     return torch.ops.seqcast_rnn
+
+
+class CompiledFallbackWarning(UserWarning):
+    """implementation="compiled" was asked for, and this call runs the step loop instead."""
+
+
+def refusal(x: torch.Tensor, has_kernel: bool, plain: bool) -> str | None:
+    """Why the compiled C++ kernels cannot run this call, or None when they can."""
+    if not has_kernel:
+        return "no compiled kernel for this cell"
+    if not plain:
+        return "a mask is given (the compiled kernels run whole sequences)"
+    if x.device.type != "cpu":
+        return f"the input is on {x.device.type} (the compiled kernels are CPU kernels)"
+    if x.dtype not in (torch.float32, torch.float64):
+        return f"the input is {x.dtype} (the compiled kernels take float32 or float64)"
+    if not available():
+        return "the C++ extension is unavailable (SEQCAST_NO_COMPILE is set or it did not build)"
+    return None

@@ -20,6 +20,7 @@ the previous step's output (zeros before the first unmasked step, or always with
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -215,14 +216,9 @@ class RNN(Layer):
         kernel = self.cell.kernel() if isinstance(self.cell, RecurrentCell) else None
         plain = mask is None
         fusable = plain and rmask is None and kernel in _fused.KERNELS
-        compilable = (
-            plain
-            and kernel in _COMPILED
-            and x.device.type == "cpu"
-            and x.dtype in (torch.float32, torch.float64)
-            and _compiled.available()
-        )
         wanted = self.implementation
+        refusal = _compiled.refusal(x, kernel in _COMPILED, plain)
+        compilable = refusal is None
         if wanted == "torch" and not fusable:
             raise SeqcastError(
                 f"{self._label()}: implementation='torch' needs a configuration torch.nn "
@@ -233,6 +229,8 @@ class RNN(Layer):
         if wanted == "torch":
             return "torch"
         if wanted == "compiled":
+            if not compilable:
+                self._warn_fallback(refusal)
             return "compiled" if compilable else "loop"
         if wanted == "loop":
             return "loop"
@@ -240,6 +238,19 @@ class RNN(Layer):
         if compilable:
             return "compiled"
         return "torch" if fusable else "loop"
+
+    def _warn_fallback(self, reason: str) -> None:
+        """implementation="compiled" asked for a kernel this call cannot use: say so once per
+        layer (the step loop computes the same function, more slowly), never silently."""
+        if getattr(self, "_fallback_warned", None) == reason:
+            return
+        self._fallback_warned = reason
+        warnings.warn(
+            f"{self._label()}: implementation='compiled' falls back to the step loop: {reason}; "
+            "use implementation='auto' to pick the fastest path for this call quietly",
+            _compiled.CompiledFallbackWarning,
+            stacklevel=4,
+        )
 
     def _loop(
         self, x: Tensor, states: States, rmask: Tensor | None, mask: Tensor | None
