@@ -4,6 +4,8 @@ trainers, schedules; `History`, the per-epoch values a fit returns."""
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,12 +120,9 @@ class TrainSettings:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if not callable(self.loss):
             check_choice("loss", self.loss, LOSSES)
-        if self.lr is not None and not self.lr > 0:
-            raise SeqcastError(f"`lr` must be a positive number, got {self.lr!r}")
-        for name in ("clip_norm", "clip_value"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise SeqcastError(f"`{name}` must be a positive number, got {value!r}")
+        for name in ("lr", "clip_norm", "clip_value"):
+            if getattr(self, name) is not None:
+                _check_positive_float(name, getattr(self, name))
         if self.clip_norm is not None and self.clip_value is not None:
             raise SeqcastError("give either `clip_norm` or `clip_value`, not both")
         if self.early_stopping is not None:
@@ -145,6 +144,8 @@ class TrainSettings:
     def _validate_schedule(self) -> None:
         if self.schedule is not None:
             check_choice("schedule", self.schedule, SCHEDULES)
+        for name in ("pct_start", "min_lr", "lr_factor"):
+            _check_finite(name, getattr(self, name))
         if not 0 < self.pct_start < 1:
             raise SeqcastError(f"`pct_start` must be in (0, 1), got {self.pct_start!r}")
         if not 0 < self.lr_factor < 1:
@@ -159,7 +160,7 @@ class TrainSettings:
         if self.checkpoint_every is not None:
             _check_positive_int("checkpoint_every", self.checkpoint_every)
         factor = self.divergence_factor
-        if factor is not None and not (isinstance(factor, int | float) and factor > 1):
+        if factor is not None and not (_is_finite(factor) and factor > 1):
             raise SeqcastError(
                 f"`divergence_factor` must be a number above 1 (or None: off), got {factor!r}"
             )
@@ -205,6 +206,23 @@ class TrainSettings:
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SeqcastError(f"`{name}` must be a positive integer, got {value!r}")
+
+
+def _is_finite(value: Any) -> bool:
+    """A real number (not a bool), neither NaN nor infinite."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_finite(name: str, value: Any) -> None:
+    if not _is_finite(value):
+        raise SeqcastError(f"`{name}` must be a finite number, got {value!r}")
+
+
+def _check_positive_float(name: str, value: Any) -> None:
+    if not (_is_finite(value) and value > 0):
+        raise SeqcastError(
+            f"`{name}` must be a positive number, got {value!r}; give a finite value above 0"
+        )
 
 
 def _check_count(name: str, value: Any) -> None:
