@@ -382,6 +382,13 @@ def test_fit_takes_settings_and_keyword_overrides():
         ({"num_nodes": 0}, "`num_nodes` must be a positive integer"),
         ({"pct_start": 1.5}, "`pct_start` must be in"),
         ({"lr_factor": 1.0}, "`lr_factor` must be in"),
+        ({"lr": float("inf")}, "`lr` must be a positive number, got inf; give a finite"),
+        ({"clip_norm": float("inf")}, "`clip_norm` must be a positive number, got inf"),
+        ({"clip_value": -1.0}, "`clip_value` must be a positive number"),
+        ({"min_lr": float("inf")}, "`min_lr` must be a finite number, got inf"),
+        ({"pct_start": float("nan")}, "`pct_start` must be a finite number, got nan"),
+        ({"divergence_factor": float("inf")}, "`divergence_factor` must be a number above 1"),
+        ({"lr": True}, "`lr` must be a positive number, got True"),
     ],
 )
 def test_engine_settings_are_checked(kwargs, message):
@@ -652,3 +659,18 @@ def test_predict_and_evaluate_take_a_model_without_parameters():
     np.testing.assert_array_equal(out, x[:, -1, :])  # exact: a copy of the inputs
     assert out.dtype == np.float64
     assert evaluate_arrays(LastValue(), x, x[:, -1, :])["loss"] == 0.0
+
+
+@pytest.mark.parametrize("trainer", ["lean", "lightning"])
+def test_float64_arrays_train_a_float32_model_in_float32(trainer):
+    """fit_arrays casts inputs to the model's parameter dtype, as predict_arrays does: float64
+    arrays train a float32 model exactly as the same arrays cast to float32 (same seed)."""
+    x, y = data(64)
+    settings = {"epochs": 2, "seed": 0, "verbose": False, "trainer": trainer}
+    torch.manual_seed(0)
+    wide = linear_model()
+    narrow = copy.deepcopy(wide)
+    wide.fit(x.astype(np.float64), y.astype(np.float64), validation_data=(x, y), **settings)
+    narrow.fit(x, y, validation_data=(x, y), **settings)
+    assert all(p.dtype == torch.float32 for p in wide.parameters())
+    assert torch.equal(flat(wide), flat(narrow))  # bit for bit: the same float32 steps

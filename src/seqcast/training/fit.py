@@ -49,7 +49,7 @@ def fit_arrays(
     if y is None and isinstance(x, torch.utils.data.IterableDataset):
         hook = on_epoch_end
         return _fit_streamed(model, x, settings, validation_data, metric_map, callbacks, hook)
-    x, y = as_tensor(x, "X"), as_tensor(y, "y", min_dims=1)
+    x, y = _in_model_dtype(model, as_tensor(x, "X"), as_tensor(y, "y", min_dims=1))
     if len(x) != len(y):
         raise SeqcastError(f"X has {len(x)} samples but y has {len(y)}; they must match")
     if len(x) == 0:
@@ -58,7 +58,8 @@ def fit_arrays(
         raise SeqcastError("early stopping watches val_loss: give validation data")
     val = None
     if validation_data is not None:
-        val = (
+        val = _in_model_dtype(
+            model,
             as_tensor(validation_data[0], "X_val"),
             as_tensor(validation_data[1], "y_val", min_dims=1),
         )
@@ -99,6 +100,14 @@ def _fit_streamed(model, batches, settings, validation_data, metric_map, callbac
     history = _fit_lean(model, batches, None, settings, None, metric_map, hook)
     model.eval()
     return history
+
+
+def _in_model_dtype(model: nn.Module, *tensors: Tensor) -> tuple[Tensor, ...]:
+    """`tensors` in the dtype of the model's parameters, as `predict_arrays` runs them (a
+    float64 array trains a float32 model in float32); a model without parameters takes them
+    as they are."""
+    dtype = next((p.dtype for p in model.parameters()), None)
+    return tuple(t if dtype is None else t.to(dtype) for t in tensors)
 
 
 def _device_of(model: nn.Module) -> torch.device:
