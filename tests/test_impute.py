@@ -269,3 +269,26 @@ def test_error_names_the_bad_series():
     )
     with pytest.raises(SeqcastError, match="'empty'"):
         impute(frame, epochs=1)
+
+
+def _hidden_by(device: str, seed: int = 5) -> torch.Tensor:
+    """The steps `_Hiding` hides in a (4, 9, 2) batch on `device` (every step observed)."""
+    from seqcast.impute import _Hiding
+
+    batch = torch.ones(4, 9, 2, device=device)
+    return _Hiding(torch.nn.Identity(), 0.4, seed)(batch)[..., 1]
+
+
+def test_hiding_draws_on_the_cpu_and_moves_the_draw_to_the_batch():
+    """The mask comes from a CPU generator whatever the batch's device: on the CPU it is the
+    seed's own uniform draw below the fraction; on PyTorch's "meta" device (no data, like a
+    GPU not the CPU) the draw must follow the batch there rather than meet it on the CPU."""
+    reference = torch.rand((4, 9), generator=torch.Generator().manual_seed(5)) < 0.4
+    assert torch.equal(_hidden_by("cpu"), reference.float())
+    on_meta = _hidden_by("meta")
+    assert on_meta.device.type == "meta" and on_meta.shape == (4, 9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_hiding_on_a_gpu_hides_the_steps_it_hides_on_the_cpu():
+    assert torch.equal(_hidden_by("cuda").cpu(), _hidden_by("cpu"))

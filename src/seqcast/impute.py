@@ -419,7 +419,9 @@ class _Hiding(nn.Module):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         observed = batch[..., 1] > 0
-        hide = (torch.rand(observed.shape, generator=self.generator) < self.fraction) & observed
+        # drawn on the CPU (the generator's device), so a batch on a GPU hides the same steps
+        draw = torch.rand(observed.shape, generator=self.generator).to(batch.device)
+        hide = (draw < self.fraction) & observed
         shown = batch * (~hide).unsqueeze(-1)
         return torch.stack([self.model(shown)[..., 0], hide.to(batch.dtype)], dim=-1)
 
