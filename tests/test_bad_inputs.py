@@ -515,8 +515,6 @@ KNOWN_BUGS: dict[str, str] = {
     "has 3 or more points') instead of for window + horizon",
     "fit: infinite learning rate": "the `lr` check accepts inf, so `--lr inf` is not refused as "
     "bad input (exit 2) but trains and stops as diverged (exit 3)",
-    "compare: no models": "compare.parse_models drops empty names, so `--models ,` compares the "
-    "two baselines and exits 0 instead of refusing an empty model list",
 }
 
 CASES = [("cli", name) for name in CLI] + [("api", name) for name in API]

@@ -24,6 +24,7 @@ from seqcast.cli.options import (
     positive,
 )
 from seqcast.cli.output import out, table
+from seqcast.errors import SeqcastError
 
 
 def demo(
@@ -76,6 +77,11 @@ def compare(
     positive("season", season)
     positive("window", window)
     method = missing.impute_method(impute, impute_method)
+    if models is not None and not models.replace(",", "").strip():
+        raise SeqcastError(
+            f"--models {models!r} names no model; give comma-separated names such as "
+            "lstm,gru (the naive baselines are always added), or leave --models out"
+        )
     comparing.parse_models(models)  # fail on a bad name before any imputing or training
     data, load_options = missing.gaps_filled(
         data, column_options(time_col, target, id_col), method, seed, scored=horizon
