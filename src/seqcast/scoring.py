@@ -4,22 +4,19 @@ held-out errors that calibrate a Forecaster's conformal intervals."""
 
 from __future__ import annotations
 
-import logging
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from seqcast import metrics
+from seqcast import metrics, uncertainty
 from seqcast.data import frames
 from seqcast.errors import SeqcastError
 
 if TYPE_CHECKING:
     from seqcast.forecast import Forecaster
 
-log = logging.getLogger(__name__)
-LEVELS = np.arange(1, 100)  # the interval levels `predict` accepts, in percent
+LEVELS = uncertainty.LEVELS  # the interval levels `predict` accepts, in percent
 
 
 def score(
@@ -60,10 +57,11 @@ def split_at(frame: pd.DataFrame, drop: int) -> tuple[pd.DataFrame, pd.DataFrame
     return frame[from_end >= drop], frame[from_end < drop]
 
 
-def evaluate(fc: Forecaster, frame: pd.DataFrame, level: int = 80) -> dict[str, float]:
-    """Forecast the last `horizon` points of every series from the points before them."""
+def evaluate(fc: Forecaster, frame: pd.DataFrame, level: int | None = 80) -> dict[str, float]:
+    """Forecast the last `horizon` points of every series from the points before them (with
+    `level`% intervals, scored for coverage and width; None: point forecasts only)."""
     context, truth = frames.split_by_time(frame, fc.horizon)
-    pred = fc.predict(context, intervals=[level])
+    pred = fc.predict(context, intervals=None if level is None else [level])
     return score(pred, truth, context, fc.season or 1, level)
 
 
@@ -87,12 +85,14 @@ def backtest(fc: Forecaster, frame: pd.DataFrame, windows: int, step: int) -> pd
 
 
 # -- conformal calibration --------------------------------------------------------------------
-def calibration_errors(fc: Forecaster, frame: pd.DataFrame) -> tuple[str, np.ndarray]:
-    """(kind, absolute H-step errors in scaled units) on the validation windows, which
-    calibrate conformal intervals; in-sample when no window is held out."""
+def calibration_windows(fc: Forecaster, frame: pd.DataFrame) -> tuple[str, np.ndarray, np.ndarray]:
+    """(kind, x, y): the windows that calibrate intervals, scaled as in training, and their
+    next H values (n, H). Kind "held-out": the validation windows (those whose targets pass
+    each series' training cut); "in-sample": every window, when none is held out; "none":
+    no window at all, when a series is shorter than window + horizon."""
     lengths = frame.groupby("unique_id", sort=False).size().to_numpy()
     if (lengths < fc.window + fc.horizon).any():
-        return "none", np.zeros((0, fc.horizon))
+        return "none", np.zeros((0, fc.window, 1)), np.zeros((0, fc.horizon))
     x, y, series, start = fc.pipeline_.training_windows(frame, fc.horizon, "direct")
     cut = np.floor(lengths * (1 - float(fc.validation_size))).astype(int)[series]
     held_out = start + fc.window >= cut
@@ -100,33 +100,34 @@ def calibration_errors(fc: Forecaster, frame: pd.DataFrame) -> tuple[str, np.nda
     if not held_out.any():
         held_out = np.ones(len(x), dtype=bool)
         kind = "in-sample"
-    pred = fc._forecast_scaled(x[held_out], fc.horizon)
-    return kind, np.abs(y[held_out].reshape(-1, fc.horizon) - pred)
+    return kind, x[held_out], y[held_out].reshape(-1, fc.horizon)
+
+
+def calibration_errors(fc: Forecaster, frame: pd.DataFrame) -> tuple[str, np.ndarray]:
+    """(kind, absolute H-step errors in scaled units) on `calibration_windows`, which
+    calibrate conformal intervals."""
+    kind, x, y = calibration_windows(fc, frame)
+    if kind == "none":
+        return kind, y
+    return kind, np.abs(y - fc._forecast_scaled(x, fc.horizon))
 
 
 def conformal_table(errors: np.ndarray) -> np.ndarray:
     """The split-conformal radius of every level `predict` accepts (1..99 %), per horizon
-    step: row L-1 is `uncertainty.conformal_radius(errors, L)`, the k-th smallest error with
-    k = ceil((n + 1) L / 100), inf where k > n. Its size is fixed (99 x H), however many
-    series and windows calibrated it, so a saved model does not grow with them."""
-    n = errors.shape[0]
-    ranked = np.sort(np.abs(errors), axis=0)
-    table = np.full((len(LEVELS), errors.shape[1]), np.inf)
-    for row, level in enumerate(LEVELS):
-        k = math.ceil((n + 1) * int(level) / 100)
-        if k <= n:
-            table[row] = ranked[k - 1]
-    return table
+    step: row L-1 is `uncertainty.conformal_radius(errors, L)`, inf where too few windows
+    calibrate L. Its size is fixed (99 x H), however many series and windows calibrated it,
+    so a saved model does not grow with them. Nothing is warned here: `conformal_radius`
+    below refuses an uncalibrated level when one is asked for."""
+    if errors.shape[0] == 0:
+        return np.full((len(LEVELS), errors.shape[1]), np.inf)
+    return uncertainty.conformal_radius(errors, LEVELS, warn=False)
 
 
 def conformal_radius(table: np.ndarray, n: int, level: int, horizon: int) -> np.ndarray:
     """The radius of `level`% intervals for the first `horizon` steps from `conformal_table`
-    output calibrated on `n` windows; unbounded (with a warning) where n is too small."""
-    if n == 0:
-        raise SeqcastError(
-            "no held-out residuals to calibrate conformal intervals; train with "
-            "validation_size > 0 and enough history, or use interval_method='mc_dropout'"
-        )
+    output calibrated on `n` windows. A level that `n` windows cannot calibrate is refused
+    (an unbounded interval says nothing), naming the highest level they can."""
+    uncertainty.check_calibration_windows(n)
     if horizon > table.shape[1]:
         raise SeqcastError(
             f"conformal intervals are calibrated for {table.shape[1]} steps, not {horizon}; "
@@ -134,9 +135,11 @@ def conformal_radius(table: np.ndarray, n: int, level: int, horizon: int) -> np.
         )
     radius = table[level - 1, :horizon]
     if np.isinf(radius).any():
-        log.warning(
-            "%d%% conformal intervals need at least %d calibration windows, got %d: the "
-            "interval is unbounded; ask for a lower level or give more (or longer) series",
-            level, math.ceil(level / (100 - level)), n,
-        )  # fmt: skip
+        finite = [int(L) for L in LEVELS if np.isfinite(table[L - 1, :horizon]).all()]
+        lower = f"at most {finite[-1]}%" if finite else "a lower one"
+        raise SeqcastError(
+            f"{level}% conformal intervals need at least {uncertainty.windows_needed(level)} "
+            f"held-out windows to calibrate, this model has {n}; ask for a level of {lower}, "
+            "or fit on more (or longer) series"
+        )
     return radius

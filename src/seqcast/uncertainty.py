@@ -179,28 +179,43 @@ def check_coverage(
     return measured
 
 
-def conformal_radius(residuals: np.ndarray, level: int) -> np.ndarray:
+def conformal_radius(
+    residuals: np.ndarray, level: int | Sequence[int], warn: bool = True
+) -> np.ndarray:
     """Per-horizon-step radius q from absolute residuals of shape (n, H): the k-th smallest
     residual of each step, k = ceil((n + 1) * level / 100), which covers a new error with
     probability at least level% when errors are exchangeable (split conformal prediction).
+    Shape (H,) for one level, (len(level), H) for a sequence of them (one sort for all).
 
     When k > n, no residual is large enough for that guarantee: the radius is infinite (the
-    interval says "cannot be calibrated" by being unbounded) and a warning names how many
-    calibration windows the level needs. Clamping to the largest residual instead would
-    under-cover silently."""
+    interval says "cannot be calibrated" by being unbounded) and, with `warn`, a warning names
+    how many calibration windows the level needs. Clamping to the largest residual instead
+    would under-cover silently."""
     n = residuals.shape[0]
+    check_calibration_windows(n)
+    levels = np.atleast_1d(np.asarray(level, dtype=np.int64))
+    k = np.ceil((n + 1) * levels / 100).astype(np.int64)
+    out = np.full((len(levels), residuals.shape[1]), np.inf)
+    out[k <= n] = np.sort(np.abs(residuals), axis=0)[k[k <= n] - 1]
+    for lvl in levels[k > n] if warn else ():
+        log.warning(
+            "%d%% conformal intervals need at least %d calibration windows, got %d: the "
+            "interval is unbounded; ask for a lower level or give more (or longer) series",
+            lvl, windows_needed(int(lvl)), n,
+        )  # fmt: skip
+    return out[0] if np.ndim(level) == 0 else out
+
+
+def windows_needed(level: int) -> int:
+    """The fewest calibration windows n for which `conformal_radius` at `level` is finite: the
+    smallest n with ceil((n + 1) * level / 100) <= n."""
+    return math.ceil(level / (100 - level))
+
+
+def check_calibration_windows(n: int) -> None:
+    """Refuse conformal intervals calibrated on no window at all."""
     if n == 0:
         raise SeqcastError(
             "no held-out residuals to calibrate conformal intervals; train with "
             "validation_size > 0 and enough history, or use interval_method='mc_dropout'"
         )
-    k = math.ceil((n + 1) * level / 100)
-    if k > n:
-        needed = math.ceil(level / (100 - level))  # the smallest n with ceil((n+1)L/100) <= n
-        log.warning(
-            "%d%% conformal intervals need at least %d calibration windows, got %d: the "
-            "interval is unbounded; ask for a lower level or give more (or longer) series",
-            level, needed, n,
-        )  # fmt: skip
-        return np.full(residuals.shape[1], np.inf)
-    return np.sort(np.abs(residuals), axis=0)[k - 1]
