@@ -36,6 +36,8 @@ collective never waits on a rank that has finished.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import math
 import os
@@ -280,6 +282,7 @@ class WindowStream(torch.utils.data.IterableDataset):
             if done == n_batches:
                 return
             values, at = self._fragment(i, rng)
+            _release_memory()  # the last fragment's frame, so resident memory stays flat
             pos = 0
             if carried is not None:  # top up the partial batch from this fragment
                 pos = min(size - len(carried[0]), len(at))
@@ -316,6 +319,26 @@ class WindowStream(torch.utils.data.IterableDataset):
 
     def _cut(self, values: Tensor, at: np.ndarray) -> tuple[Tensor, Tensor]:
         return cut_windows(values, at, self.pipeline.window, self.steps, self.pipeline.local_level)
+
+
+def _release_memory() -> None:
+    """Collect the last fragment's objects and hand freed heap pages back to the system
+    (glibc's malloc_trim, where there is one): without it, resident memory crept up by about
+    3 MB a fragment over hundreds of fragments (pandas' string objects fragment the heap)."""
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
 
 
 def scaled_values(frame: pd.DataFrame, pipeline: Any) -> tuple[np.ndarray, np.ndarray]:
