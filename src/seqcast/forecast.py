@@ -40,6 +40,7 @@ from seqcast.models import BASELINES, ModelSpec, build_model
 from seqcast.sequential import Sequential
 
 score = scoring.score  # where it was before the scoring module; kept for existing imports
+MC_COVERAGE_WINDOWS = 2000  # held-out windows that measure MC-dropout coverage, at most
 
 
 class Forecaster:
@@ -115,43 +116,46 @@ class Forecaster:
         (`--impute`)."""
         self._hooks = {"on_epoch_end": on_epoch_end, "callbacks": callbacks}
         start = time.perf_counter()
+        vars(self).pop("model_", None)  # a fit that raises leaves the Forecaster unfitted
         self._check_params()
         if is_parquet_source(data):  # Parquet parts: streamed a part at a time, never one frame
             return stream_fit.fit(self, data, start, **load_options)
         frame = self._frame(data, load_options)
         frames.check_no_missing(frame, what="training")
+        spec = None if self.model_name == "auto" else self._spec(1 + len(self._covariates))
+        if spec is not None:  # before the frequency, which wants 3 points a series
+            frames.check_enough_history(frame, spec.window, _steps(spec))
         self.auto_, self.history_, self.freq_ = None, None, frames.infer_freq(frame)
-        if self.model_name == "auto":
+        if spec is None:
             self._fit_auto(frame)
         else:
-            self._fit_network(frame)
+            self._fit_network(frame, spec)
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
-    def _fit_network(self, frame: pd.DataFrame) -> None:
-        spec = self._spec(n_features=1 + len(self._covariates))
-        self.strategy_ = spec.strategy
-        steps = 1 if spec.strategy == "recursive" else spec.horizon
-        frames.check_enough_history(frame, spec.window, steps)
-        self.pipeline_ = WindowPipeline(
-            self.window, self.scaler, self.local_level, self._covariates
-        ).fit(frame)
-        self.model_ = self._build(spec)
-        dtype = torch.empty(0, dtype=self._dtype()).numpy().dtype  # windows in the model's dtype
-        x, y, series, starts = self.pipeline_.training_windows(frame, steps, spec.strategy, dtype)
+    def _fit_network(self, frame: pd.DataFrame, spec: ModelSpec) -> None:
+        steps = _steps(spec)
+        pipeline = WindowPipeline(self.window, self.scaler, self.local_level, self._covariates)
+        pipeline.fit(frame)
+        model = self._build(spec)
+        dtype = torch.empty(0, dtype=_param_dtype(model)).numpy().dtype  # the model's dtype
+        x, y, series, starts = pipeline.training_windows(frame, steps, spec.strategy, dtype)
         train, val = split_windows(
             series, starts, _lengths(frame), self.window, steps, spec.strategy == "seq2seq",
             self.validation_size,
         )  # fmt: skip
-        y_fit = strategies.training_targets(y, spec.strategy, self.model_, spec.window)
-        if any(p.requires_grad for p in self.model_.parameters()):
+        y_fit = strategies.training_targets(y, spec.strategy, model, spec.window)
+        if any(p.requires_grad for p in model.parameters()):
             validation = (x[val], y_fit[val]) if val.any() else None
             self.history_ = training.fit_arrays(
-                self.model_, x[train], y_fit[train], self._settings(), validation, **self._hooks
-            )
-        self.model_.eval()
+                model, x[train], y_fit[train], self._settings(), validation,
+                groups=series[train], **self._hooks,  # a series trains on one process (DDP)
+            )  # fmt: skip
+        # trained: only now does the Forecaster hold a model (a fit that raised holds none)
+        self.strategy_, self.pipeline_, self.model_ = spec.strategy, pipeline, model.eval()
         self.calibration_, errors = scoring.calibration_errors(self, frame)
         self.conformal_ = (len(errors), scoring.conformal_table(errors))
+        self.mc_coverage_ = _mc_coverage(self, frame)
         # the training series' ends, scaled as in training, for predict() without data
         self.context_ = frame.groupby("unique_id", sort=False).tail(self.window)
         self.context_ = self.context_.reset_index(drop=True)
@@ -227,7 +231,7 @@ class Forecaster:
             raise NotFittedError("This Forecaster is not fitted yet. Call `fit` first.")
 
     def _dtype(self) -> torch.dtype:
-        return next(iter(self.model_.parameters()), torch.empty(0)).dtype
+        return _param_dtype(self.model_)
 
     def _device(self) -> torch.device:
         return next(iter(self.model_.parameters()), torch.empty(0)).device
@@ -326,6 +330,8 @@ class Forecaster:
         training series, except for the context: each training series' last window, kept so
         that `predict()` runs without data; `context=False` leaves it out."""
         self._check_fitted()
+        if not training.is_global_zero():  # every process of a DDP fit ends with rank 0's model
+            return Path(path)
         return model_dir.save(self, Path(path), context)
 
     @classmethod
@@ -340,16 +346,38 @@ def _intervals(fc: Forecaster, x, point, horizon, levels):
     if not levels:
         return {}
     if fc.interval_method == "mc_dropout":
-        x = torch.as_tensor(x).to(device=fc._device(), dtype=fc._dtype())
+        coverage = getattr(fc, "mc_coverage_", None)  # None: not measured, nothing to check
         return uncertainty.mc_dropout_quantiles(
-            lambda: strategies.forecast(fc.model_, x, horizon, fc.strategy_, fc.horizon),
-            fc.model_,
-            fc.mc_samples,
-            levels,
-        )
+            _sampler(fc, x, horizon), fc.model_, fc.mc_samples, levels,
+            coverage=None if coverage is None else np.asarray(coverage, dtype=np.float64),
+        )  # fmt: skip
     n, table = fc.conformal_
     radius = {lvl: scoring.conformal_radius(table, n, lvl, horizon) for lvl in levels}
     return {lvl: (point - r, point + r) for lvl, r in radius.items()}
+
+
+def _sampler(fc: Forecaster, x: np.ndarray, horizon: int):
+    """A function drawing the model's forecast for windows `x` (dropout as the caller sets)."""
+    x = torch.as_tensor(x).to(device=fc._device(), dtype=fc._dtype())
+    return lambda: strategies.forecast(fc.model_, x, horizon, fc.strategy_, fc.horizon)
+
+
+def _mc_coverage(fc: Forecaster, frame: pd.DataFrame) -> list[float] | None:
+    """The coverage (percent, levels 1..99) of MC-dropout intervals on the held-out windows
+    (at most MC_COVERAGE_WINDOWS of them, drawn with the seed), which `predict` checks each
+    level it is asked for against; None for conformal intervals or without held-out windows."""
+    if fc.interval_method != "mc_dropout":
+        return None
+    kind, x, y = scoring.calibration_windows(fc, frame)
+    if kind != "held-out":
+        return None
+    if len(x) > MC_COVERAGE_WINDOWS:
+        rng = np.random.default_rng(fc.seed)
+        pick = np.sort(rng.choice(len(x), MC_COVERAGE_WINDOWS, replace=False))
+        x, y = x[pick], y[pick]
+    sample = _sampler(fc, x, fc.horizon)
+    coverage = uncertainty.mc_dropout_coverage(sample, fc.model_, fc.mc_samples, y)
+    return [float(v) for v in coverage]
 
 
 def _to_frame(
@@ -385,6 +413,15 @@ def _load(data: Any, load_options: dict[str, Any], covariates: list[str]) -> pd.
             f"covariate column(s) {missing} not in the data; available: {list(frame.columns)}"
         )
     return frame[["unique_id", "ds", "y", *covariates]]
+
+
+def _steps(spec: ModelSpec) -> int:
+    """Target steps a training window needs after it: 1 for a recursive model."""
+    return 1 if spec.strategy == "recursive" else spec.horizon
+
+
+def _param_dtype(model: Sequential) -> torch.dtype:
+    return next(iter(model.parameters()), torch.empty(0)).dtype
 
 
 def _lengths(frame: pd.DataFrame) -> np.ndarray:
