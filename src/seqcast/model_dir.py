@@ -4,7 +4,8 @@ context (each training series' last window and its scaling) that lets `predict()
 without data:
 
     config.json        settings, architecture, weights' dtype, a 99 x horizon conformal table,
-                       the training history (per epoch), the context's description (its ids)
+                       MC-dropout's held-out coverage at levels 1..99 (or null), the training
+                       history (per epoch), the context's description (its ids)
     scaler.json        the scaler's kind and settings
     model.safetensors  the weights ("model."), the context ("context.", "scaling.")
 
@@ -34,7 +35,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 def save(fc: Forecaster, path: Path, context: bool = True) -> Path:
     """Write `fc` into directory `path`; without `context`, nothing per training series is
-    kept and `predict()` of the loaded model needs data."""
+    kept and `predict()` of the loaded model needs data. A model whose forecast on its own
+    context is not finite (weights that training broke) is refused."""
+    _check_finite_forecast(fc)
     params = fc.get_params() | {"model": fc.model_name}
     tensors, meta = {}, None
     if context and fc.context_ is not None:  # None: fit from Parquet parts keeps no context
@@ -58,6 +61,7 @@ def save(fc: Forecaster, path: Path, context: bool = True) -> Path:
         "dtype": str(fc._dtype()).removeprefix("torch."),
         "strategy": fc.strategy_,
         "conformal": {"n": n, "radius": [[_finite_or_none(v) for v in row] for row in table]},
+        "mc_coverage": getattr(fc, "mc_coverage_", None),
         "history": None if fc.history_ is None else fc.history_.history,
     }
     tensors |= {MODEL_PREFIX + k: v for k, v in fc.model_.state_dict().items()}
@@ -137,6 +141,7 @@ def _restore(cls: type[Forecaster], config: dict, state: dict, scaler: dict) -> 
     model.load_state_dict(weights)
     fc.model_, fc.strategy_ = model.eval(), config["strategy"]
     fc.conformal_ = _conformal(config, version, fc.horizon)
+    fc.mc_coverage_ = _mc_coverage(config.get("mc_coverage"))  # absent in older directories
     fc.pipeline_ = WindowPipeline.from_dict(
         fc.window, fc.scaler, fc.local_level, fc._covariates, scaler
     )
@@ -156,6 +161,30 @@ def _conformal(config: dict, version: int, horizon: int) -> tuple[int, np.ndarra
             f"({len(scoring.LEVELS)}, {horizon}); fit and save the model again"
         )
     return int(config["conformal"]["n"]), radius
+
+
+def _mc_coverage(coverage: Any) -> list[float] | None:
+    if coverage is None:
+        return None
+    values = [float(v) for v in coverage]
+    if len(values) != len(scoring.LEVELS):
+        raise SeqcastError(
+            f"config.json's mc_coverage has {len(values)} values, not {len(scoring.LEVELS)} "
+            "(one a level, 1..99); fit and save the model again"
+        )
+    return values
+
+
+def _check_finite_forecast(fc: Forecaster) -> None:
+    """Refuse to save a model whose forecast of its own training series' ends is NaN or
+    infinite: loaded, it could forecast nothing else either."""
+    if fc.auto_ is not None or fc.context_ is None:  # auto: statistical refits, no weights;
+        return  # no context: fitted from Parquet parts, no series to forecast from
+    if not np.isfinite(fc.predict()["y_hat"].to_numpy()).all():
+        raise SeqcastError(
+            "the model forecasts NaN or infinity from its own training series, so it is not "
+            "saved; fit it again (a lower learning rate, clip_norm, or scaled data)"
+        )
 
 
 def _context_scaling(fc, context, meta, scaler, version) -> SeriesScaling | None:
