@@ -509,13 +509,7 @@ API = {
 }
 
 # cases that reveal a bug in code this table does not own: (case, reason); strict xfail
-KNOWN_BUGS: dict[str, str] = {
-    "fit: history shorter than the window": "Forecaster.fit infers the frequency before it "
-    "checks each series' length, so a 2-point series is refused for its frequency ('no series "
-    "has 3 or more points') instead of for window + horizon",
-    "fit: infinite learning rate": "the `lr` check accepts inf, so `--lr inf` is not refused as "
-    "bad input (exit 2) but trains and stops as diverged (exit 3)",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 CASES = [("cli", name) for name in CLI] + [("api", name) for name in API]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqcast.errors import SeqcastError, TrainingDivergedError
+from seqcast.errors import NotFittedError, SeqcastError, TrainingDivergedError
 from seqcast.layers import LSTM, Dense
 from seqcast.sequential import Sequential
 from seqcast.training import TrainSettings, fit_arrays
@@ -163,14 +163,21 @@ def test_forecaster_fit_with_lr_10000_raises():
     diverged_forecaster()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Forecaster._fit_network sets model_ before training, so a fit that raised looks "
-    "fitted and predict fails with AttributeError (_context) instead of NotFittedError",
-)
 def test_a_forecaster_whose_fit_diverged_is_not_fitted():
-    with pytest.raises(SeqcastError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         diverged_forecaster().predict()
+
+
+def test_a_fitted_forecaster_whose_refit_diverges_is_not_fitted():
+    from seqcast import Forecaster, datasets
+
+    fc = Forecaster("lstm", window=12, horizon=12, epochs=1, seed=0, progress=False)
+    fc.fit(datasets.airline_passengers())
+    fc.lr = 10000
+    with pytest.raises(TrainingDivergedError):
+        fc.fit(datasets.airline_passengers())
+    with pytest.raises(NotFittedError, match="not fitted"):
+        fc.predict()
 
 
 def test_seqcast_fit_with_lr_10000_exits_3_with_one_line_and_writes_no_model(tmp_path):
