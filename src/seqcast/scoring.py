@@ -117,7 +117,7 @@ def conformal_table(errors: np.ndarray) -> np.ndarray:
     step: row L-1 is `uncertainty.conformal_radius(errors, L)`, inf where too few windows
     calibrate L. Its size is fixed (99 x H), however many series and windows calibrated it,
     so a saved model does not grow with them. Nothing is warned here: `conformal_radius`
-    below refuses an uncalibrated level when one is asked for."""
+    below warns when an uncalibrated level is asked for."""
     if errors.shape[0] == 0:
         return np.full((len(LEVELS), errors.shape[1]), np.inf)
     return uncertainty.conformal_radius(errors, LEVELS, warn=False)
@@ -125,8 +125,8 @@ def conformal_table(errors: np.ndarray) -> np.ndarray:
 
 def conformal_radius(table: np.ndarray, n: int, level: int, horizon: int) -> np.ndarray:
     """The radius of `level`% intervals for the first `horizon` steps from `conformal_table`
-    output calibrated on `n` windows. A level that `n` windows cannot calibrate is refused
-    (an unbounded interval says nothing), naming the highest level they can."""
+    output calibrated on `n` windows; unbounded, with `uncertainty`'s warning naming the
+    highest level they calibrate, where `n` is too small for `level`."""
     uncertainty.check_calibration_windows(n)
     if horizon > table.shape[1]:
         raise SeqcastError(
@@ -135,11 +135,5 @@ def conformal_radius(table: np.ndarray, n: int, level: int, horizon: int) -> np.
         )
     radius = table[level - 1, :horizon]
     if np.isinf(radius).any():
-        finite = [int(L) for L in LEVELS if np.isfinite(table[L - 1, :horizon]).all()]
-        lower = f"at most {finite[-1]}%" if finite else "a lower one"
-        raise SeqcastError(
-            f"{level}% conformal intervals need at least {uncertainty.windows_needed(level)} "
-            f"held-out windows to calibrate, this model has {n}; ask for a level of {lower}, "
-            "or fit on more (or longer) series"
-        )
+        uncertainty.warn_unbounded(level, n)
     return radius

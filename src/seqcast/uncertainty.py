@@ -198,12 +198,19 @@ def conformal_radius(
     out = np.full((len(levels), residuals.shape[1]), np.inf)
     out[k <= n] = np.sort(np.abs(residuals), axis=0)[k[k <= n] - 1]
     for lvl in levels[k > n] if warn else ():
-        log.warning(
-            "%d%% conformal intervals need at least %d calibration windows, got %d: the "
-            "interval is unbounded; ask for a lower level or give more (or longer) series",
-            lvl, windows_needed(int(lvl)), n,
-        )  # fmt: skip
+        warn_unbounded(int(lvl), n)
     return out[0] if np.ndim(level) == 0 else out
+
+
+def warn_unbounded(level: int, n: int) -> None:
+    """The one warning for a conformal level that `n` calibration windows cannot calibrate
+    (its interval is unbounded): how many windows it needs and the highest level `n` can."""
+    highest = max(int(L) for L in LEVELS if windows_needed(int(L)) <= n)
+    log.warning(
+        "%d%% conformal intervals need at least %d calibration windows, got %d: the interval "
+        "is unbounded; ask for a level of at most %d%%, or give more (or longer) series",
+        level, windows_needed(level), n, highest,
+    )  # fmt: skip
 
 
 def windows_needed(level: int) -> int:
