@@ -133,6 +133,24 @@ def test_conformal_radius_is_the_finite_sample_order_statistic_per_step():
     assert np.isinf(uncertainty.conformal_radius(residuals, 97)).all()
     # 50% on 3 windows: k = ceil(4 * 0.5) = 2 -> the middle one
     assert uncertainty.conformal_radius(np.array([[-5.0], [1.0], [3.0]]), 50)[0] == 3.0
+    # several levels at once: one row per level, the rows above
+    np.testing.assert_array_equal(
+        uncertainty.conformal_radius(residuals, [80, 95, 97], warn=False),
+        [[20.0, 10.0], [24.0, 12.0], [np.inf, np.inf]],
+    )
+
+
+def test_an_unbounded_level_names_the_windows_it_needs_and_the_highest_level_they_allow(caplog):
+    # 24 windows: 97% needs ceil(97 / 3) = 33; the highest level with ceil(25 L / 100) <= 24
+    # is 96 (k = 24), as 97 gives k = 25
+    residuals = np.arange(1.0, 25.0)[:, None]
+    assert np.isfinite(uncertainty.conformal_radius(residuals, 96)).all()
+    with caplog.at_level("WARNING", logger="seqcast.uncertainty"):
+        assert np.isinf(uncertainty.conformal_radius(residuals, 97)).all()
+        uncertainty.conformal_radius(residuals, 99, warn=False)  # the table's calls: silent
+    assert len(caplog.records) == 1
+    assert "97% conformal intervals need at least 33 calibration windows, got 24" in caplog.text
+    assert "at most 96%" in caplog.text
 
 
 # -- MC dropout: measured coverage and the warning ----------------------------------------------
@@ -204,8 +222,9 @@ def test_mc_dropout_quantiles_check_the_levels_asked_when_given_held_out_coverag
 
 def test_mc_dropout_forecaster_under_covers_and_held_out_windows_say_so():
     """A linear autoregression with input dropout on AR(1) series: MC-dropout intervals
-    capture the weights' uncertainty, not the innovations, and cover far less than 80%. Their
-    coverage measured on the held-out windows predicts the coverage on the unseen future."""
+    capture the weights' uncertainty, not the innovations, and cover far less than 80%. The
+    coverage the fit measured on its held-out windows (`mc_coverage_`) predicts the coverage
+    on the unseen future, and predict warns with it."""
     values, _ = ar1_series(300, LENGTH + HORIZON, np.random.default_rng(0))
     full = _frame(values)
     train = full.groupby("unique_id", sort=False).head(LENGTH)
@@ -214,20 +233,72 @@ def test_mc_dropout_forecaster_under_covers_and_held_out_windows_say_so():
         "linear", window=WINDOW, horizon=HORIZON, epochs=5, dropout=0.2, batch_size=256,
         lr=1e-2, seed=0, validation_size=0.25, interval_method="mc_dropout", mc_samples=40,
     ).fit(train)  # fmt: skip
-    pred = fc.predict(intervals=[80]).merge(future, on=["unique_id", "ds"], validate="1:1")
+    with pytest.warns(UndercoverageWarning, match=r"80% intervals cover \d") as record:
+        pred = fc.predict(intervals=[80]).merge(future, on=["unique_id", "ds"], validate="1:1")
     future_cover = 100 * np.mean((pred["y_lo_80"] <= pred["y"]) & (pred["y"] <= pred["y_hi_80"]))
+    measured = fc.mc_coverage_[80 - 1]
+    assert f"80% intervals cover {measured:.1f}%" in str(record[0].message)
+    assert len(fc.mc_coverage_) == 99 and future_cover < 80 - 20 and measured < 80 - 20
+    # 300 series: standard error < 2.9 points on the future; the 2,000 held-out windows
+    # (of 7,800) add their own
+    assert measured == pytest.approx(future_cover, abs=8)
 
-    # the held-out windows the conformal calibration uses: targets after each series' cut
+
+def test_mc_coverage_is_measured_on_the_held_out_windows_only():
+    """`mc_coverage_` equals the coverage of the fitted model's MC-dropout intervals on the
+    held-out windows written out by hand (each series' windows whose targets pass its cut at
+    75%), drawn as the fit drew them (the same torch seed before the draws). Fewer than the
+    2,000-window cap, so all of them count."""
+    values, _ = ar1_series(20, LENGTH, np.random.default_rng(1))
+    train = _frame(values)
+    fc = Forecaster(
+        "linear", window=WINDOW, horizon=HORIZON, epochs=1, dropout=0.2, lr=1e-2, seed=0,
+        validation_size=0.25, interval_method="mc_dropout", mc_samples=30, progress=False,
+    )  # fmt: skip
+    torch.manual_seed(123)
+    state = {}
+    real = uncertainty.mc_dropout_coverage
+
+    def measure(sample, model, n, target):  # remember the generator state at the draws
+        state["rng"] = torch.get_rng_state()
+        return real(sample, model, n, target)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(uncertainty, "mc_dropout_coverage", measure)
+        fc.fit(train)
     x, y, series, start = fc.pipeline_.training_windows(train, HORIZON, "direct")
-    cut = np.floor(np.full(300, LENGTH) * 0.75).astype(int)[series]
-    held = start + WINDOW >= cut
+    held = start + WINDOW >= int(LENGTH * 0.75)  # 90: starts 74..98, 25 a series
+    assert held.sum() == 20 * 25
     xt = torch.as_tensor(x[held], dtype=torch.float32)
-    coverage = uncertainty.mc_dropout_coverage(
+    torch.set_rng_state(state["rng"])
+    expected = real(
         lambda: strategies.forecast(fc.model_, xt, HORIZON, fc.strategy_, HORIZON),
         fc.model_, fc.mc_samples, y[held].reshape(-1, HORIZON),
     )  # fmt: skip
-    with pytest.warns(UndercoverageWarning, match="80% intervals cover"):
-        measured = uncertainty.check_coverage(coverage, [80], "MC-dropout")
-    assert future_cover < 80 - 20 and measured[80] < 80 - 20
-    # 300 series: standard error < 2.9 points on the future; held-out adds its own
-    assert measured[80] == pytest.approx(future_cover, abs=8)
+    np.testing.assert_array_equal(fc.mc_coverage_, expected)
+
+
+def test_predict_warns_when_mc_dropout_intervals_under_cover():
+    """Noisy AR(1) series, a linear model with light dropout: the intervals show the weights'
+    uncertainty only and cover far less than 80%, so `predict(intervals=[80])` says so."""
+    values, _ = ar1_series(50, 80, np.random.default_rng(2))
+    fc = Forecaster(
+        "linear", window=WINDOW, horizon=HORIZON, epochs=3, dropout=0.1, lr=1e-2, seed=0,
+        interval_method="mc_dropout", mc_samples=30, progress=False,
+    ).fit(_frame(values))  # fmt: skip
+    assert fc.mc_coverage_[80 - 1] < 80 - uncertainty.UNDERCOVERAGE_TOLERANCE
+    with pytest.warns(UndercoverageWarning, match="MC-dropout intervals under-cover"):
+        fc.predict(intervals=[80])
+    with warnings.catch_warnings():  # a point forecast draws no interval and checks nothing
+        warnings.simplefilter("error", UndercoverageWarning)
+        fc.predict()
+
+
+def test_conformal_and_in_sample_fits_measure_no_mc_coverage():
+    values, _ = ar1_series(5, 60, np.random.default_rng(3))
+    options = {"window": WINDOW, "horizon": HORIZON, "epochs": 1, "progress": False}
+    assert Forecaster("linear", **options).fit(_frame(values)).mc_coverage_ is None
+    in_sample = Forecaster(
+        "linear", dropout=0.1, interval_method="mc_dropout", validation_size=0.0, **options
+    ).fit(_frame(values))
+    assert in_sample.calibration_ == "in-sample" and in_sample.mc_coverage_ is None
