@@ -435,3 +435,50 @@ def test_rank_before_the_first_fit_comes_from_the_launcher(monkeypatch):
     assert not training.is_global_zero()
     monkeypatch.setenv("RANK", "3")  # torchrun's
     assert training.rank() == 3 and not training.is_global_zero()
+
+
+def _series_frame(series: int = 3, points: int = 40) -> pd.DataFrame:
+    """Series k takes the values 1000 k + t: a window's values name its series."""
+    return pd.DataFrame(
+        {
+            "unique_id": np.repeat([f"s{k}" for k in range(series)], points),
+            "ds": np.tile(np.arange(points), series),
+            "y": (1000.0 * np.arange(series)[:, None] + np.arange(points)).reshape(-1),
+        }
+    )
+
+
+def test_forecaster_fit_gives_each_training_window_its_series_id(monkeypatch):
+    """Forecaster.fit passes `groups` (one series id per training window) to fit_arrays, so
+    under DDP each series trains whole on one process. Unscaled windows carry their series
+    in their values (1000 k + t), which is checked against the ids given."""
+    from seqcast.forecast import Forecaster
+
+    seen, real = {}, training.fit_arrays
+
+    def spy(model, x, y, *args, groups=None, **kwargs):
+        seen["x"], seen["groups"] = np.asarray(x), np.asarray(groups)
+        return real(model, x, y, *args, groups=groups, **kwargs)
+
+    monkeypatch.setattr(training, "fit_arrays", spy)
+    Forecaster(
+        "linear", window=WINDOW, horizon=3, scaler=None, local_level=False, epochs=1,
+        progress=False,
+    ).fit(_series_frame())  # fmt: skip
+    x, groups = seen["x"], seen["groups"]
+    assert groups.shape == (len(x),)
+    np.testing.assert_array_equal(groups, x[:, 0, 0] // 1000)  # ids 0, 1, 2 in frame order
+    assert set(groups.tolist()) == {0, 1, 2}
+
+
+def test_forecaster_save_writes_nothing_on_a_process_other_than_rank_zero(monkeypatch, tmp_path):
+    """Every process of a DDP fit ends with the same model; only rank 0 writes it."""
+    from seqcast.forecast import Forecaster
+
+    fc = Forecaster("naive", window=WINDOW, horizon=3).fit(_series_frame())
+    monkeypatch.setattr(training, "is_global_zero", lambda: False)
+    assert fc.save(tmp_path / "model") == tmp_path / "model"
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(training, "is_global_zero", lambda: True)
+    fc.save(tmp_path / "model")
+    assert (tmp_path / "model" / "config.json").exists()
