@@ -359,3 +359,49 @@ def test_time_zones_survive_save_and_reach_the_forecast(tmp_path):
         assert str(pred["ds"].dt.tz) == "Europe/Paris"
         expected = pd.date_range(stamps[-1], periods=7, freq="h", tz="Europe/Paris")[1:]
         np.testing.assert_array_equal(pred["ds"].to_numpy(), expected.to_numpy())
+
+
+def test_mc_coverage_round_trips_and_older_directories_load_without_it(airline, tmp_path):
+    import json
+    import warnings
+
+    from seqcast.uncertainty import UndercoverageWarning
+
+    fc = quick("linear", dropout=0.2, interval_method="mc_dropout", mc_samples=20).fit(airline)
+    assert len(fc.mc_coverage_) == 99 and all(0 <= v <= 100 for v in fc.mc_coverage_)
+    fc.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["mc_coverage"] == fc.mc_coverage_
+    assert Forecaster.load(tmp_path / "m").mc_coverage_ == fc.mc_coverage_
+    del config["mc_coverage"]  # as a directory written before it was kept
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    older = Forecaster.load(tmp_path / "m")
+    assert older.mc_coverage_ is None
+    with warnings.catch_warnings():  # nothing measured, nothing to warn about
+        warnings.simplefilter("error", UndercoverageWarning)
+        older.predict(intervals=[80])
+    config["mc_coverage"] = [50.0] * 98
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SeqcastError, match="mc_coverage has 98 values"):
+        Forecaster.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_save_refuses_a_model_that_forecasts_nan_or_infinity(airline, tmp_path, bad):
+    fc = quick("linear", epochs=1).fit(airline)
+    with torch.no_grad():
+        next(fc.model_.parameters()).fill_(bad)
+    with pytest.raises(SeqcastError) as err:
+        fc.save(tmp_path / "m")
+    message = str(err.value)
+    assert "\n" not in message and "forecasts NaN or infinity" in message
+    assert "fit it again" in message
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_series_too_short_for_window_and_horizon_is_refused_for_that_not_its_frequency():
+    two_days = pd.DataFrame({"ds": pd.date_range("2020-01-01", periods=2), "y": [1.0, 2.0]})
+    with pytest.raises(SeqcastError, match=r"has 2 points but window 3 \+ horizon 2 needs"):
+        Forecaster("naive", window=3, horizon=2).fit(two_days)
+    with pytest.raises(SeqcastError, match=r"window 3 \+ horizon 1 needs at least 4"):
+        Forecaster("gru", window=3, horizon=2, strategy="recursive").fit(two_days)
