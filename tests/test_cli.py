@@ -88,6 +88,31 @@ def test_evaluate_and_summary(model_dir):
     assert "gru (GRU)" in result.stdout and "Total params" in result.stdout
 
 
+def test_predict_says_on_one_line_of_stderr_when_a_level_cannot_be_calibrated(tmp_path):
+    """A naive model fitted on 12 points keeps 2 held-out windows (starts 6 and 7 reach past
+    the cut at 9); 80% conformal intervals need 4 (the smallest n with ceil((n + 1) 0.8) <=
+    n). The interval is unbounded, and one line of stderr says so and names the fixes: at
+    most 66% (ceil(3 L / 100) <= 2), or more data. 66% itself is finite and silent."""
+    data = tmp_path / "s12.csv"
+    pd.DataFrame(
+        {"ds": pd.date_range("2020-01-01", periods=12, freq="MS"), "y": np.arange(12.0)}
+    ).to_csv(data, index=False)
+    model = tmp_path / "m"
+    fit = run("fit", data, "--model", "naive", "--horizon", 2, "--window", 3, "--out", model)
+    assert fit.returncode == 0, fit.stderr
+    result = run("predict", model, "--intervals", 80, "--out", tmp_path / "f.csv")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "80% conformal intervals need at least 4 calibration windows, got 2: the interval is "
+        "unbounded; ask for a level of at most 66%, or give more (or longer) series"
+    ]
+    frame = pd.read_csv(tmp_path / "f.csv")
+    assert (frame["y_lo_80"] == -np.inf).all() and (frame["y_hi_80"] == np.inf).all()
+    lower = run("predict", model, "--intervals", 66, "--out", tmp_path / "g.csv")
+    assert lower.returncode == 0 and lower.stderr == ""
+    assert np.isfinite(pd.read_csv(tmp_path / "g.csv")[["y_lo_66", "y_hi_66"]]).all().all()
+
+
 def test_compare_writes_leaderboard_sorted_by_mase(tmp_path):
     out = tmp_path / "cmp"
     result = run(
