@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from seqcast.compare import parse_models
 from seqcast.data import frames
 from seqcast.errors import SeqcastError, check_rate
 from seqcast.forecast import Forecaster
@@ -506,6 +507,7 @@ API = {
         "not sorted",
     ),
     "check_rate: dropout 1": (lambda: check_rate("dropout", 1.0), "[0, 1)"),
+    "compare: an empty model list": (lambda: parse_models(" , "), "no model names"),
 }
 
 # cases that reveal a bug in code this table does not own: (case, reason); strict xfail

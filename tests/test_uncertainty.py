@@ -238,6 +238,7 @@ def test_mc_dropout_forecaster_under_covers_and_held_out_windows_say_so():
     future_cover = 100 * np.mean((pred["y_lo_80"] <= pred["y"]) & (pred["y"] <= pred["y_hi_80"]))
     measured = fc.mc_coverage_[80 - 1]
     assert f"80% intervals cover {measured:.1f}%" in str(record[0].message)
+    assert record[0].filename == __file__  # the warning points at the predict call
     assert len(fc.mc_coverage_) == 99 and future_cover < 80 - 20 and measured < 80 - 20
     # 300 series: standard error < 2.9 points on the future; the 2,000 held-out windows
     # (of 7,800) add their own

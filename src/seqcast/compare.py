@@ -46,6 +46,11 @@ def parse_models(models: str | Sequence[str] | None) -> list[str]:
         else list(models or DEFAULT_MODELS)
     )
     names = [n for n in names if n]
+    if models is not None and not names:
+        raise SeqcastError(
+            f"no model names in models={models!r}; give at least one, e.g. 'lstm,gru', or "
+            "leave it out for the default set"
+        )
     known = ["auto", *list_models()]
     unknown = [n for n in names if n not in known]
     if unknown:

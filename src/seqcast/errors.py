@@ -5,6 +5,7 @@ Each message names the offending thing, what was expected, and (where there is o
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,7 +17,10 @@ __all__ = [
     "check_choice",
     "check_input_3d",
     "format_shape",
+    "caller_stacklevel",
 ]
+
+_LIBRARY = ("seqcast", "torch")
 
 
 class SeqcastError(ValueError):
@@ -87,3 +91,13 @@ class TrainingDivergedError(SeqcastError):
 class CheckpointError(SeqcastError):
     """A training checkpoint is missing, unreadable, or was written by a different run (another
     model, other data or settings that shape the trajectory)."""
+
+
+def caller_stacklevel() -> int:
+    """The `stacklevel` for a `warnings.warn` made by the function calling this one that points
+    at the first frame outside seqcast and torch (whose `nn.Module.__call__` runs layers): the
+    user's line, however deep inside the library the warning is raised."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _LIBRARY:
+        frame, level = frame.f_back, level + 1
+    return level

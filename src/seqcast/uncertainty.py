@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from seqcast.errors import SeqcastError
+from seqcast.errors import SeqcastError, caller_stacklevel
 from seqcast.layers import RNN, Dropout
 
 METHODS = ("conformal", "mc_dropout")
@@ -174,7 +174,7 @@ def check_coverage(
             "reflect model uncertainty only, not the noise in the data; use "
             "interval_method='conformal' for intervals calibrated to their level",
             UndercoverageWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
     return measured
 

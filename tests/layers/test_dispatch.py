@@ -92,8 +92,9 @@ def test_compiled_asked_for_but_unusable_warns_once_naming_why(monkeypatch):
     x = torch.randn(2, 4, 3)
     layer = LSTM(3, implementation="compiled")
     layer(x)
-    with pytest.warns(_compiled.CompiledFallbackWarning, match="a mask is given"):
+    with pytest.warns(_compiled.CompiledFallbackWarning, match="a mask is given") as caught:
         layer(x, mask=torch.ones(2, 4, dtype=torch.bool))
+    assert caught[0].filename == __file__  # points at the caller's line, not inside seqcast
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same reason again: said once per layer
         layer(x, mask=torch.ones(2, 4, dtype=torch.bool))

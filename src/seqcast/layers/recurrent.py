@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seqcast.errors import SeqcastError, check_choice, check_input_3d
+from seqcast.errors import SeqcastError, caller_stacklevel, check_choice, check_input_3d
 from seqcast.layers import _compiled, _fused
 from seqcast.layers.base import Layer, Shape, deserialize, mask_of, serialize, with_mask
 from seqcast.layers.cells import Activation, GRUCell, LSTMCell, RecurrentCell, SimpleRNNCell, States
@@ -249,7 +249,7 @@ class RNN(Layer):
             f"{self._label()}: implementation='compiled' falls back to the step loop: {reason}; "
             "use implementation='auto' to pick the fastest path for this call quietly",
             _compiled.CompiledFallbackWarning,
-            stacklevel=4,
+            stacklevel=caller_stacklevel(),
         )
 
     def _loop(
