@@ -389,11 +389,8 @@ def _to_frame(
     key = (tuple(ids), tuple(last), horizon, fc.freq_)
     cached = fc.__dict__.get("_stamps")
     if cached is None or cached[0] != key:
-        stamps = [frames.future_stamps(d, fc.freq_, horizon) for d in last]
-        keys = {
-            "unique_id": np.repeat(ids, horizon),
-            "ds": np.concatenate([np.asarray(s) for s in stamps]),
-        }
+        stamps = frames.future_stamps_many(last, fc.freq_, horizon)
+        keys = {"unique_id": np.repeat(ids, horizon), "ds": np.asarray(stamps)}
         fc._stamps = cached = (key, keys)
     rows = dict(cached[1])
     rows |= {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in columns.items()}

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seqcast.data import frames
 from seqcast.data.frames import (
     check_enough_history,
     check_no_missing,
@@ -303,3 +304,21 @@ def test_split_by_time_holds_out_last_points_of_each_series():
     assert train["y"].tolist() == [1.0, 2.0, 10.0]
     with pytest.raises(SeqcastError, match="series 'b' has 3 points"):
         split_by_time(load_frame(long_frame()), 3)
+
+
+@pytest.mark.parametrize(
+    ("last", "freq"),
+    [
+        (pd.date_range("2000-01-01", periods=7, freq="MS"), "MS"),
+        (pd.date_range("2000-01-31", periods=7, freq="ME"), "ME"),
+        (pd.date_range("2024-03-30", periods=7, freq="h", tz="Europe/Paris"), "h"),  # DST
+        (pd.date_range("2000-01-02", periods=7, freq="W-SUN"), "W-SUN"),
+        ([3, 7, 100], 2),
+    ],
+)
+def test_future_stamps_of_many_series_equal_each_series_stamps_in_turn(last, freq):
+    each = [frames.future_stamps(d, freq, 5) for d in list(last)]
+    many = frames.future_stamps_many(list(last), freq, 5)
+    assert len(many) == 5 * len(each)
+    assert list(many) == [s for stamps in each for s in stamps]
+    assert many.dtype == each[0].dtype  # zone and resolution kept
