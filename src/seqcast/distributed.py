@@ -31,8 +31,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from seqcast import training
 from seqcast.data.stream import ParquetSource
 from seqcast.errors import SeqcastError, check_choice
 
@@ -123,7 +122,7 @@ def predict_part(
 
     model = _load_model(model_dir)
     table = pq.read_table(part, columns=columns).to_pandas()
-    with _one_thread():
+    with training.intra_op_threads(1):  # one thread per single-threaded Dask worker
         forecast = model.predict(table, horizon=horizon, intervals=intervals, **load_options)
     tmp = f"{out_path}.tmp"
     forecast.to_parquet(tmp, index=False)
@@ -152,16 +151,6 @@ def _load_model(model_dir: str):
             _models[key] = model
             loads += 1
         return _models[key]
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @contextlib.contextmanager

@@ -42,8 +42,6 @@ The same `seed` gives the same output (CPU), whatever the order of the input row
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,23 +198,13 @@ def _rnn_estimate(
     scaled = fitted.transform_array(ids, hidden)
     index = _window_index(groups, window)
     model = _build_model(units, seed)
-    with _one_thread():
+    # One intra-op thread while the GRU runs: its ops are far too small to split, and a
+    # second thread only adds a hand-off per op (the airline series: 3.1 s on 2 threads, 1.9 s
+    # on one; far worse when the other core is busy). The caller's setting comes back after.
+    with training.intra_op_threads(1):
         _train(model, _inputs(scaled, index), epochs, batch_size, mask_fraction, seed)
         estimate = _predict(model, scaled, index)
     return fitted.inverse_transform_array(ids, estimate)
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread while the GRU runs: its ops are far too small to split, and a
-    second thread only adds a hand-off per op (the airline series: 3.1 s on 2 threads, 1.9 s
-    on one; far worse when the other core is busy). The caller's setting comes back after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 # ----------------------------------------------------------------------------- choice

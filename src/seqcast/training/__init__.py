@@ -58,6 +58,7 @@ from seqcast.training.fit import evaluate_arrays, fit_arrays, predict_arrays
 from seqcast.training.lightning import _make_module as _make_module
 from seqcast.training.lightning import is_global_zero, rank
 from seqcast.training.loop import SMALL_MODEL_PARAMETERS
+from seqcast.training.loop import _intra_op_threads as intra_op_threads
 from seqcast.training.optim import OPTIMIZERS, KerasAdam
 from seqcast.training.optim import _FusedAdamStep as _FusedAdamStep
 from seqcast.training.optim import _optimizer as _optimizer
@@ -93,6 +94,7 @@ __all__ = [
     "as_tensor",
     "evaluate_arrays",
     "fit_arrays",
+    "intra_op_threads",
     "is_global_zero",
     "loss_function",
     "predict_arrays",
