@@ -293,6 +293,103 @@ def test_torchrun_two_nodes_on_localhost_complete_a_fit(tmp_path):
     assert len(saved.predict()) == SERIES * 3
 
 
+STREAM_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import lightning.pytorch as pl
+    import torch
+    from seqcast import Forecaster, training
+    from seqcast.data.stream import WindowStream
+
+    out, data = sys.argv[1], sys.argv[2]
+    reads, steps = [], []
+    original = WindowStream._fragment
+
+    def spy(self, i, rng):  # every part a process reads to train on
+        reads.append(self.source.fragments[i].path.rsplit("/", 1)[-1])
+        return original(self, i, rng)
+
+    WindowStream._fragment = spy
+
+    class Steps(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            steps.append(0)
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            steps[-1] += 1
+
+    fc = Forecaster("lstm", window=8, horizon=3, epochs=6, batch_size=8, lr=0.01, seed=0,
+                    train_options=dict(devices=2, strategy="ddp", accelerator="cpu"))
+    fc.fit(data, windows_per_series=8, callbacks=[Steps()])
+    rank = training.rank()
+    torch.save(fc.model_.state_dict(), f"{out}/rank{rank}.pt")
+    fc.save(f"{out}/model")  # writes on rank 0 only
+    json.dump(dict(world=torch.distributed.get_world_size(), reads=reads, steps=steps,
+                   loss=fc.history_.history["loss"], windows=fc.windows_seen_),
+              open(f"{out}/rank{rank}.json", "w"))
+    torch.distributed.barrier()
+    """
+)
+
+
+def _parts(path: Path, parts: int = 4, series: int = 6) -> list[int]:
+    """`parts` Parquet parts of `series` series, of 20 to 23 points in the even parts and
+    40 to 59 in the odd ones; each part's series lengths."""
+    rng = np.random.default_rng(1)
+    path.mkdir()
+    lengths = []
+    for p in range(parts):
+        n = rng.integers(*((20, 24) if p % 2 == 0 else (40, 60)), series)
+        lengths.append(n)
+        pd.DataFrame({
+            "unique_id": np.repeat([f"s{p}-{k}" for k in range(series)], n),
+            "ds": np.concatenate([np.arange(m) for m in n]),
+            "y": np.concatenate([
+                5.0 * (k % 4) + 2 * np.sin(2 * np.pi * np.arange(m) / 6 + k)
+                + 0.1 * rng.standard_normal(m)
+                for k, m in enumerate(n)
+            ]),
+        }).to_parquet(path / f"part-{p}.parquet", index=False)  # fmt: skip
+    return lengths
+
+
+def test_two_processes_stream_their_own_parquet_parts(tmp_path):
+    """Forecaster.fit("parts/") on 2 processes (Lightning DDP, gloo): part i streams on rank
+    i % 2 only, both ranks run the same number of steps though their parts hold different
+    numbers of windows, and they end with the same weights, written once."""
+    pytest.importorskip("pyarrow")
+    lengths = _parts(tmp_path / "parts")
+    (tmp_path / "train.py").write_text(STREAM_SCRIPT)
+    start = time.perf_counter()
+    code, output = _run([sys.executable, "train.py", str(tmp_path), "parts"], tmp_path, 180, _env())
+    print(f"streamed DDP fit, 2 processes, wall seconds: {time.perf_counter() - start:.1f}")
+    assert code == 0, output[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert (r0["world"], r1["world"]) == (2, 2)
+    # each rank reads its own parts, once an epoch, never the other's
+    assert sorted(r0["reads"]) == sorted(["part-0.parquet", "part-2.parquet"] * 6)
+    assert sorted(r1["reads"]) == sorted(["part-1.parquet", "part-3.parquet"] * 6)
+    # windows per rank: up to 8 a series, of those ending before the 0.2 validation cut
+    windows = [
+        sum(int(np.minimum(np.floor(n * 0.8).astype(int) - 8 - 3 + 1, 8).sum())
+            for n in lengths[rank::2])
+        for rank in (0, 1)
+    ]  # fmt: skip
+    expected, larger = (-(-w // 8) for w in windows)
+    assert expected < larger  # unequal shards: rank 1's would take more steps ...
+    assert r0["steps"] == r1["steps"] == [expected] * 6  # ... yet the same steps on both
+    # the larger shard stops after those steps, `expected` full batches of 8 an epoch
+    assert [r0["windows"], r1["windows"]] == [6 * windows[0], 6 * 8 * expected]
+    a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
+    assert r0["loss"] == r1["loss"]  # synced epoch means
+    assert r0["loss"][-1] < 0.5 * r0["loss"][0], r0["loss"]
+    from seqcast.forecast import Forecaster
+
+    saved = Forecaster.load(tmp_path / "model")
+    assert all(torch.equal(saved.model_.state_dict()[k], a[k]) for k in a)
+
+
 # -- the pieces, in one process -------------------------------------------------------------
 
 

@@ -143,3 +143,65 @@ def test_forecaster_fits_from_a_directory_and_forecasts_others(parts, tmp_path_f
     pd.testing.assert_frame_equal(Forecaster.load(saved).predict(unseen, intervals=[80]), pred)
     with pytest.raises(SeqcastError, match="unknown option"):
         Forecaster("lstm", window=WINDOW, horizon=STEPS).fit(path, sep=";")
+
+
+def test_a_diverged_streamed_fit_leaves_the_forecaster_unfitted(parts):
+    from seqcast.errors import NotFittedError, TrainingDivergedError
+
+    path, whole = parts
+    fc = Forecaster("lstm", window=WINDOW, horizon=STEPS, epochs=1, batch_size=16, lr=0.01)
+    fc.fit(path, windows_per_series=4)
+    assert fc.predict(whole).shape[0] == whole["unique_id"].nunique() * STEPS
+    fc.lr = 10000  # a refit that diverges drops the model fitted before, as in memory
+    with pytest.raises(TrainingDivergedError):
+        fc.fit(path, windows_per_series=4)
+    assert "model_" not in vars(fc)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        fc.predict(whole)
+
+
+def test_a_streamed_fit_measures_mc_dropout_coverage_on_held_out_ends(parts):
+    """`mc_coverage_` as the in-memory fit sets it: None for conformal intervals; for
+    MC dropout, the coverage at each level on the held-out windows of the calibration
+    sample, checked at 80 % against the share of those windows' targets inside the 10th to
+    90th percentile of the model's own dropout draws (np.quantile; other draws than the fit's,
+    so within 15 points)."""
+    from seqcast import scoring, uncertainty
+
+    path, whole = parts
+    options = dict(window=WINDOW, horizon=STEPS, epochs=3, batch_size=16, lr=0.01)
+    assert Forecaster("lstm", **options).fit(path).mc_coverage_ is None
+    fc = Forecaster("lstm", dropout=0.3, interval_method="mc_dropout", mc_samples=200, **options)
+    fc.fit(path, windows_per_series=8)
+    coverage = np.asarray(fc.mc_coverage_)
+    assert coverage.shape == (99,) and (np.diff(coverage) >= 0).all()
+    assert 0 <= coverage[0] and coverage[-1] <= 100
+    first = pd.read_parquet(path / "part-0.parquet")  # the calibration sample: its 6 series
+    kind, x, y = scoring.calibration_windows(fc, first)
+    assert kind == "held-out"
+    x = torch.as_tensor(x, dtype=torch.float32)
+    torch.manual_seed(5)
+    with uncertainty.dropout_active(fc.model_), torch.no_grad():
+        draws = torch.stack([fc.model_(x) for _ in range(200)]).double().numpy()
+    lo, hi = np.quantile(draws, [0.1, 0.9], axis=0)
+    inside = 100 * ((lo <= y) & (y <= hi)).mean()
+    assert abs(coverage[80 - 1] - inside) < 15, (coverage[80 - 1], inside)
+    with pytest.warns(uncertainty.UndercoverageWarning):  # it covers less than 80 %
+        pred = fc.predict(first, intervals=[80])
+    assert (pred["y_lo_80"] <= pred["y_hat"]).all() and (pred["y_hat"] <= pred["y_hi_80"]).all()
+
+
+def test_a_stream_takes_no_checkpoints(parts, tmp_path_factory):
+    from seqcast import training
+
+    path, whole = parts
+    fc = Forecaster("lstm", window=WINDOW, horizon=STEPS, epochs=1)
+    directory = str(tmp_path_factory.mktemp("ckpt"))
+    fc.train_options = dict(checkpoint_dir=directory)
+    with pytest.raises(SeqcastError, match="drop checkpoint_dir when training from Parquet"):
+        fc.fit(path)
+    batches = _stream(path, WindowPipeline(WINDOW).fit(whole))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(WINDOW, STEPS))
+    settings = training.TrainSettings.from_kwargs(epochs=1, checkpoint_dir=directory)
+    with pytest.raises(SeqcastError, match="drop checkpoint_dir when training from Parquet"):
+        training.fit_arrays(model, batches, None, settings)

@@ -6,10 +6,16 @@ What differs from a fit on a frame, and why:
 - each epoch draws up to `windows_per_series` training windows from every series (default
   32) instead of taking all of them, so an epoch's cost is bounded by the number of series;
 - no validation batches and no early stopping: the model trains for `epochs` epochs;
-- the frequency, and the held-out windows that calibrate conformal intervals, come from the
-  first `CALIBRATION_SERIES` series of the first part alone (a bounded sample);
+- the frequency, and the held-out windows that calibrate conformal intervals (and measure
+  MC-dropout coverage, `mc_coverage_`), come from the first `CALIBRATION_SERIES` series of
+  the first part alone (a bounded sample);
+- on several processes (`train_options=dict(devices=2, strategy="ddp")`, Lightning) each
+  process streams only its own parts (part `i` to rank `i % world`), all run the same number
+  of steps and end with the same weights; `windows_seen_` counts this process' windows;
 - the model keeps no context (no training series' ends): `predict` needs the history to
   forecast from, which `seqcast.distributed.predict_parts` reads part by part.
+As in memory, the Forecaster holds the new model, pipeline and calibration only once training
+has succeeded: a run that raises (a diverged loss, say) leaves it unfitted.
 Scaling is the same as in memory: each series by its own training rows, so a series
 forecast from the history it was trained on is scaled exactly as in training.
 """
@@ -46,6 +52,8 @@ def fit(fc: Forecaster, data: Any, start: float, **options: Any) -> Forecaster:
             f"unknown option(s) {sorted(unknown)} for training from Parquet parts; "
             f"expected {', '.join(SOURCE_OPTIONS)} or windows_per_series"
         )
+    from seqcast import forecast  # imports this module
+
     if fc.model_name == "auto":
         raise SeqcastError(
             "model='auto' fits statistical models on whole series in memory; train a network "
@@ -60,29 +68,32 @@ def fit(fc: Forecaster, data: Any, start: float, **options: Any) -> Forecaster:
             "strategy='seq2seq' is not streamed from Parquet; use 'direct' or 'recursive'"
         )
     steps = 1 if spec.strategy == "recursive" else spec.horizon
-    first = source.read(0)  # its first series: frequency and conformal calibration
-    sample = first[pd.factorize(first["unique_id"])[0] < CALIBRATION_SERIES]
-    frames.check_no_missing(sample, what="training")
-    fc.auto_, fc.history_, fc.freq_ = None, None, frames.infer_freq(sample)
-    fc.strategy_ = spec.strategy
-    fc.pipeline_ = WindowPipeline(fc.window, fc.scaler, fc.local_level, fc._covariates).fit(sample)
-    fc.model_ = fc._build(spec)
     settings = fc._settings()
-    if settings.checkpoint_dir is not None:
+    if settings.checkpoint_dir is not None:  # before any part is read
         raise SeqcastError(
             "checkpoints fingerprint in-memory training data; drop checkpoint_dir when "
             "training from Parquet parts"
         )
+    first = source.read(0)  # its first series: frequency and conformal calibration
+    sample = first[pd.factorize(first["unique_id"])[0] < CALIBRATION_SERIES]
+    frames.check_no_missing(sample, what="training")
+    freq = frames.infer_freq(sample)
+    pipeline = WindowPipeline(fc.window, fc.scaler, fc.local_level, fc._covariates).fit(sample)
+    model = fc._build(spec)
     stream = WindowStream(
-        source, fc.pipeline_, steps, settings.batch_size, per_series, fc.validation_size,
-        settings.seed, settings.shuffle, fc._dtype(),
+        source, pipeline, steps, settings.batch_size, per_series, fc.validation_size,
+        settings.seed, settings.shuffle, forecast._param_dtype(model),
     )  # fmt: skip
-    if any(p.requires_grad for p in fc.model_.parameters()):
-        fc.history_ = training.fit_arrays(fc.model_, stream, None, settings, **fc._hooks)
-    fc.model_.eval()
-    fc.windows_seen_ = stream.windows_seen
+    history = None
+    if any(p.requires_grad for p in model.parameters()):
+        history = training.fit_arrays(model, stream, None, settings, **fc._hooks)
+    # trained: only now does the Forecaster hold a model (a fit that raised holds none)
+    fc.auto_, fc.history_, fc.freq_ = None, history, freq
+    fc.strategy_, fc.pipeline_, fc.model_ = spec.strategy, pipeline, model.eval()
+    fc.windows_seen_ = stream.windows_seen  # this process' windows, under DDP
     fc.calibration_, errors = scoring.calibration_errors(fc, sample)
     fc.conformal_ = (len(errors), scoring.conformal_table(errors))
+    fc.mc_coverage_ = forecast._mc_coverage(fc, sample)  # the held-out ends of the sample
     fc.context_ = None
     fc.context_scaling_ = None
     fc.fit_seconds_ = time.perf_counter() - start

@@ -29,9 +29,10 @@ statistics of its own rows in the training data (`pipeline.scaling(frame)`), eac
 shifted by its last target value when `local_level`, targets with it. Training windows are
 those whose targets end before each series' `validation_size` cut, as in memory.
 
-**Processes.** Under `torch.distributed` the fragments are sharded, fragment `i` to rank
-`i % world`; all ranks run the same number of batches (the smallest shard's count), so a
-collective never waits on a rank that has finished.
+**Processes.** Under `torch.distributed` (the Lightning engine's DDP, or `torchrun`) the
+fragments are sharded, fragment `i` to rank `i % world`, so each process reads only its own
+parts; all ranks run the same number of batches (the smallest shard's count, computed alike
+on every rank from `layout()`), so a collective never waits on a rank that has finished.
 """
 
 from __future__ import annotations
@@ -220,6 +221,9 @@ class WindowStream(torch.utils.data.IterableDataset):
             self.generator.manual_seed(seed)
         self.device = torch.device("cpu")
         self.windows_seen = 0
+        # (rank, world) of the run, set by the Lightning engine once its processes are up
+        # (as on `training`'s `_Batches`); None: ask torch.distributed
+        self.placement: tuple[int, int] | None = None
         self._check_history()
 
     def to(self, device: torch.device | str) -> WindowStream:
@@ -249,7 +253,7 @@ class WindowStream(torch.utils.data.IterableDataset):
 
     def _shard(self) -> tuple[list[int], int]:
         """(this rank's fragments, the batches every rank runs per epoch)."""
-        rank, world = _rank_and_world()
+        rank, world = self._rank_and_world()
         per_fragment = [
             int(np.minimum(self._train_windows(n), self.per_series).sum())
             for n in self.source.layout().lengths
@@ -262,13 +266,21 @@ class WindowStream(torch.utils.data.IterableDataset):
             )
         return list(range(rank, len(self.source), world)), min(batches)
 
+    def _rank_and_world(self) -> tuple[int, int]:
+        return self.placement if self.placement is not None else _rank_and_world()
+
     def __len__(self) -> int:
         return self._shard()[1]
 
     # -- one epoch --------------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for x, y in self._epoch():
+            self.windows_seen += len(x)  # windows trained on, not those a cut-off part drew
+            yield x.to(self.device), y.to(self.device)
+
+    def _epoch(self) -> Iterator[tuple[Tensor, Tensor]]:
         mine, n_batches = self._shard()
-        if _rank_and_world()[1] > 1 and not self.seeded:
+        if self._rank_and_world()[1] > 1 and not self.seeded:
             raise SeqcastError(
                 "training on several processes needs a `seed`, so that every process draws "
                 "the same epochs"
@@ -290,7 +302,7 @@ class WindowStream(torch.utils.data.IterableDataset):
                 carried = (torch.cat([carried[0], x]), torch.cat([carried[1], y]))
                 if len(carried[0]) < size:
                     continue
-                yield carried[0].to(self.device), carried[1].to(self.device)
+                yield carried
                 carried, done = None, done + 1
             for start in range(pos, len(at), size):
                 if done == n_batches:
@@ -299,10 +311,10 @@ class WindowStream(torch.utils.data.IterableDataset):
                 if len(x) < size:
                     carried = (x, y)
                     break
-                yield x.to(self.device), y.to(self.device)
+                yield x, y
                 done += 1
         if carried is not None and done < n_batches:
-            yield carried[0].to(self.device), carried[1].to(self.device)
+            yield carried
 
     def _fragment(self, i: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
         """(fragment `i`'s scaled values, the first rows of up to `windows_per_series`
@@ -314,7 +326,6 @@ class WindowStream(torch.utils.data.IterableDataset):
         at = offsets + starts
         if self.shuffle:
             at = at[rng.permutation(len(at))]
-        self.windows_seen += len(at)
         return torch.as_tensor(values, dtype=self.dtype), at
 
     def _cut(self, values: Tensor, at: np.ndarray) -> tuple[Tensor, Tensor]:

@@ -208,7 +208,8 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _loader(batches: _Batches) -> torch.utils.data.DataLoader:
+def _loader(batches: torch.utils.data.IterableDataset) -> torch.utils.data.DataLoader:
+    """Whole batches as they come (`_Batches`, or a stream of batches)."""
     return torch.utils.data.DataLoader(batches, batch_size=None)
 
 

@@ -46,23 +46,11 @@ def fit_arrays(
     series id per sample; on several processes (Lightning) each series trains on one."""
     settings.validate()
     metric_map = resolve_metrics(metrics)
-    if y is None and isinstance(x, torch.utils.data.IterableDataset):
-        hook = on_epoch_end
-        return _fit_streamed(model, x, settings, validation_data, metric_map, callbacks, hook)
-    x, y = _in_model_dtype(model, as_tensor(x, "X"), as_tensor(y, "y", min_dims=1))
-    if len(x) != len(y):
-        raise SeqcastError(f"X has {len(x)} samples but y has {len(y)}; they must match")
-    if len(x) == 0:
-        raise SeqcastError("no training samples: X is empty")
-    if validation_data is None and settings.early_stopping:
-        raise SeqcastError("early stopping watches val_loss: give validation data")
     val = None
-    if validation_data is not None:
-        val = _in_model_dtype(
-            model,
-            as_tensor(validation_data[0], "X_val"),
-            as_tensor(validation_data[1], "y_val", min_dims=1),
-        )
+    if y is None and isinstance(x, torch.utils.data.IterableDataset):
+        _check_streamed(settings, validation_data)
+    else:
+        x, y, val = _checked_arrays(model, x, y, settings, validation_data)
     callbacks = list(callbacks or [])
     if settings.engine(bool(callbacks)) == "lean":
         if callbacks:
@@ -84,22 +72,39 @@ def fit_arrays(
     return history
 
 
-def _fit_streamed(model, batches, settings, validation_data, metric_map, callbacks, hook):
+def _checked_arrays(model, x, y, settings, validation_data) -> tuple:
+    """(x, y, validation pair or None) as tensors in the model's dtype, checked."""
+    x, y = _in_model_dtype(model, as_tensor(x, "X"), as_tensor(y, "y", min_dims=1))
+    if len(x) != len(y):
+        raise SeqcastError(f"X has {len(x)} samples but y has {len(y)}; they must match")
+    if len(x) == 0:
+        raise SeqcastError("no training samples: X is empty")
+    if validation_data is None and settings.early_stopping:
+        raise SeqcastError("early stopping watches val_loss: give validation data")
+    val = None
+    if validation_data is not None:
+        val = _in_model_dtype(
+            model,
+            as_tensor(validation_data[0], "X_val"),
+            as_tensor(validation_data[1], "y_val", min_dims=1),
+        )
+    return x, y, val
+
+
+def _check_streamed(settings: TrainSettings, validation_data: Any) -> None:
     """Training on batches streamed from disk (`seqcast.data.stream.WindowStream`: an
-    IterableDataset of (x, y) batches with a length), on the lean engine."""
-    if validation_data is not None or settings.early_stopping or callbacks:
+    IterableDataset of (x, y) batches with a length), on either engine; under Lightning's
+    DDP each process streams its own parts."""
+    if validation_data is not None or settings.early_stopping:
         raise SeqcastError(
-            "training streamed from Parquet takes no validation data, early stopping or "
-            "callbacks; drop them (conformal intervals are still calibrated on held-out ends)"
+            "training streamed from Parquet takes no validation data or early stopping; drop "
+            "them (conformal intervals are still calibrated on held-out ends)"
         )
-    if settings.engine(False) != "lean":
+    if settings.checkpoint_dir is not None:
         raise SeqcastError(
-            "training streamed from Parquet runs on the lean engine; use trainer='lean' "
-            "(or 'auto') with one device"
+            "checkpoints fingerprint in-memory training data; drop checkpoint_dir when "
+            "training from Parquet parts"
         )
-    history = _fit_lean(model, batches, None, settings, None, metric_map, hook)
-    model.eval()
-    return history
 
 
 def _in_model_dtype(model: nn.Module, *tensors: Tensor) -> tuple[Tensor, ...]:

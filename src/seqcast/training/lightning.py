@@ -4,7 +4,9 @@ Lightning is imported on the first fit that uses it.
 
 Several processes (`devices`, `num_nodes`, strategy "ddp"): Lightning starts the other
 processes of this machine by running the script's command line again (or finds them started
-by `torchrun`); each takes its share of the batches (`_Batches`), DDP averages the gradients,
+by `torchrun`); each takes its share of the batches (`_Batches`, or a stream of batches
+such as `seqcast.data.stream.WindowStream`, which reads only its own Parquet parts), DDP
+averages the gradients,
 the logged means are synced, so every process stops at the same epoch and ends with the same
 weights. Process groups: gloo on CPU, nccl on GPU (Lightning's defaults). `rank()` and
 `is_global_zero()` tell the code after `fit` which process it runs in, so that one writes."""
@@ -167,7 +169,7 @@ def _cores() -> int:
     return len(usable) if usable else os.cpu_count() or 1
 
 
-def _placement_callback(model: nn.Module, settings: TrainSettings, batches: list[_Batches]):
+def _placement_callback(model: nn.Module, settings: TrainSettings, batches: list[Any]):
     """Once the processes are up: tell the batchers this process' rank and the world size,
     and cap its CPU threads to its share of this machine's cores (`threads`, or the lean
     loop's choice, at most cores // processes on this machine, at least 1), until teardown."""
@@ -196,7 +198,8 @@ def _fit_lightning(
     model, x, y, settings, val, metric_map, callbacks, on_epoch_end, groups: Any = None
 ) -> History:
     """`groups`: one series id per sample of x; with several processes each series trains on
-    one process."""
+    one process. With `y` None, `x` is a stream of (x, y) batches with a length and a
+    `placement` (`seqcast.data.stream.WindowStream`) that shards itself across processes."""
     pl = _lightning()
     for callback in callbacks:
         if not isinstance(callback, pl.Callback):
@@ -207,9 +210,13 @@ def _fit_lightning(
     with _quiet_lightning():
         if settings.seed is not None:
             _seed_everything(settings.seed)
-        train = _Batches(
-            x, y, settings.batch_size, settings.shuffle, settings.seed, shard=True, groups=groups
-        )
+        if y is None:  # a stream: it cuts its own batches and takes its own share
+            train = x
+        else:
+            train = _Batches(
+                x, y, settings.batch_size, settings.shuffle, settings.seed, shard=True,
+                groups=groups,
+            )  # fmt: skip
         batchers = [train]
         if val is not None:
             batchers.append(_Batches(*val, _val_batch_size(settings), False, None, shard=True))
@@ -239,7 +246,7 @@ def _fit_lightning(
                 *callbacks,
             ],
             default_root_dir=settings.log_dir,
-            use_distributed_sampler=False,  # _Batches shards
+            use_distributed_sampler=False,  # _Batches and streams shard themselves
         )
         previous_threads = torch.get_num_threads()  # Lightning's launcher sets its own
         try:

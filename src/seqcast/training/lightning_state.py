@@ -16,7 +16,6 @@ from typing import Any
 from torch import nn
 
 from seqcast.errors import TrainingDivergedError
-from seqcast.training.batches import _Batches
 from seqcast.training.checkpoints import checkpoints_for, restore_run, run_state
 from seqcast.training.guards import _DivergenceGuard
 from seqcast.training.optim import _base_lr
@@ -28,12 +27,14 @@ def recipe_callbacks(
     settings: TrainSettings,
     model: nn.Module,
     data: Sequence[Any],
-    train: _Batches,
+    train: Any,
     history: History,
     best: _BestWeights | None,
 ) -> list:
     """The guard-and-checkpoint callback of a Lightning run (`data`: x, y and the validation
-    pair or None, as the fingerprint takes them)."""
+    pair or None, as the fingerprint takes them; `train`: the training batches, a `_Batches`
+    or a stream, whose `generator` a checkpoint keeps). A stream (y None) is refused before
+    this when a checkpoint is asked for: its data has no fingerprint."""
     import lightning.pytorch as pl
 
     x, y, val = data
