@@ -18,8 +18,18 @@ or 24 + noise; each series whole in one part):
   processes (the Dask nanny and worker processes), sampled every 0.1 s.
 
 Each measurement runs in a child process, so one size's memory never counts for another.
-DDP (1 vs 2 processes) on streamed data is reported as not run: the streamed fit runs on
-the lean engine only (see RESULTS.md). JSON out, a short table last.
+JSON out, a short table last.
+
+DDP rows (`--only ddp` runs just these, and keeps the size rows already in `--out`): one
+epoch of the same LSTM on `--ddp-series` streamed series (parts of `--ddp-series-per-part`,
+`--ddp-windows-per-series` windows a series), on the lean engine, on Lightning with one
+process, on Lightning DDP with 2 processes (gloo, one thread each), and with two torchrun
+agents meeting at a c10d rendezvous on localhost (two "nodes" of one process). Reported:
+the windows trained on by all processes; the epoch's own time (rank 0's, from the fit's
+history: start-up, the pass over the id column and calibration excluded); the child's whole
+wall time (imports, the second process' start, the id-column pass and calibration
+included); windows/s over each; the largest weight difference between ranks; and the
+scaling efficiency of 2 processes, (windows/s with 2 / windows/s with 1) / 2.
 """
 
 from __future__ import annotations
@@ -96,6 +106,44 @@ def child_train(data: str, model_out: str, per_series: int, batch: int) -> dict:
     }
 
 
+def child_ddp(data: str, per_series: int, batch: int, devices: int, nodes: int, trainer: str):
+    """One epoch from `data` on `devices` x `nodes` processes; rank 0 prints the result."""
+    import torch
+
+    from seqcast import Forecaster, training
+
+    options = {"trainer": trainer, "accelerator": "cpu", "threads": 1}
+    if trainer == "lightning":
+        options |= {"devices": devices, "num_nodes": nodes}
+        options |= {"strategy": "ddp"} if devices * nodes > 1 else {}
+    fc = Forecaster("lstm", window=WINDOW, horizon=HORIZON, epochs=1, batch_size=batch, seed=0,
+                    train_options=options)  # fmt: skip
+    start = time.perf_counter()
+    fc.fit(data, windows_per_series=per_series)
+    seconds = time.perf_counter() - start
+    windows, world = torch.tensor(float(fc.windows_seen_)), 1
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(windows)  # every process' windows
+        world = dist.get_world_size()
+    result = {
+        "trainer": trainer, "processes": world, "windows": int(windows),
+        "fit_seconds": seconds, "epoch_seconds": fc.history_.seconds_per_epoch[0],
+        "loss": fc.history_.history["loss"][-1], "peak_rss_bytes": _peak_rss_self(),
+    }  # fmt: skip
+    if dist.is_available() and dist.is_initialized():
+        diffs = []
+        for t in fc.model_.state_dict().values():  # max minus min over ranks: 0 when equal
+            hi, lo = t.detach().clone(), -t.detach().clone()
+            dist.all_reduce(hi, dist.ReduceOp.MAX)
+            dist.all_reduce(lo, dist.ReduceOp.MAX)
+            diffs.append(float((hi + lo).abs().max()))
+        result["max_weight_difference_between_ranks"] = max(diffs)
+        dist.barrier()
+    if training.is_global_zero():
+        print(json.dumps(result), flush=True)
+
+
 def child_predict(model: str, data: str, out: str, workers: int) -> dict:
     from seqcast.distributed import predict_parts
 
@@ -134,6 +182,58 @@ def run_child(args: list[str], timeout: float) -> tuple[dict, int]:
     return json.loads(out.strip().splitlines()[-1]), peak
 
 
+def run_ddp(args: argparse.Namespace, root: Path) -> dict:
+    """The DDP rows on one streamed data set (see the module's docstring)."""
+    data = root / f"ddp-{args.ddp_series}"
+    shutil.rmtree(data, ignore_errors=True)
+    write_parts(data, args.ddp_series, args.ddp_series_per_part, (50, 500), seed=args.ddp_series)
+    common = [str(data), str(args.ddp_windows_per_series), str(args.batch_size)]
+    rows = {}
+    for name, devices, trainer in (("lean, 1 process", 1, "lean"),
+                                   ("lightning, 1 process", 1, "lightning"),
+                                   ("lightning ddp, 2 processes", 2, "lightning")):  # fmt: skip
+        start = time.perf_counter()
+        result, tree = run_child(["_ddp", *common, str(devices), "1", trainer], timeout=1800)
+        rows[name] = result | {"wall_seconds": time.perf_counter() - start,
+                               "peak_rss_tree_bytes": tree}  # fmt: skip
+    rows["torchrun, 2 nodes x 1 process"] = run_torchrun(common)
+    for row in rows.values():
+        row["windows_per_s_epoch"] = row["windows"] / row["epoch_seconds"]
+        row["windows_per_s_wall"] = row["windows"] / row["wall_seconds"]
+    one, two = rows["lightning, 1 process"], rows["lightning ddp, 2 processes"]
+    shutil.rmtree(data, ignore_errors=True)
+    return {
+        "series": args.ddp_series, "series_per_part": args.ddp_series_per_part,
+        "windows_per_series": args.ddp_windows_per_series, "rows": rows,
+        "scaling_efficiency_epoch": two["windows_per_s_epoch"] / one["windows_per_s_epoch"] / 2,
+        "scaling_efficiency_wall": two["windows_per_s_wall"] / one["windows_per_s_wall"] / 2,
+    }  # fmt: skip
+
+
+def run_torchrun(common: list[str]) -> dict:
+    """Two torchrun agents (two "nodes" of one process) at a c10d rendezvous on localhost,
+    the README's command; the result is rank 0's line."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+               "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+               f"localhost:{port}", "--rdzv-id", "scale", __file__, "_ddp", *common, "1", "2",
+               "lightning"]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    start = time.perf_counter()
+    nodes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, env=env) for _ in range(2)]  # fmt: skip
+    outputs = [node.communicate(timeout=1800)[0] for node in nodes]
+    if any(node.returncode for node in nodes):
+        raise RuntimeError(f"torchrun failed: {[n.returncode for n in nodes]}")
+    lines = [line for out in outputs for line in out.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) | {"wall_seconds": time.perf_counter() - start,
+                                    "command": " ".join(command[2:])}  # fmt: skip
+
+
 # -- the driver ---------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -146,7 +246,22 @@ def main() -> None:
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the generated data")
     ap.add_argument("--out", default="benchmarks/scale.json")
+    ap.add_argument("--only", choices=["sizes", "ddp"], help="run only these rows")
+    ap.add_argument("--ddp-series", type=int, default=10000)
+    ap.add_argument("--ddp-series-per-part", type=int, default=1000)
+    ap.add_argument("--ddp-windows-per-series", type=int, default=16)
     args = ap.parse_args()
+    if args.only == "ddp":
+        root = Path(args.data)
+        root.mkdir(parents=True, exist_ok=True)
+        out = Path(args.out)
+        results = json.loads(out.read_text()) if out.exists() else {}
+        results["ddp"] = run_ddp(args, root) | {
+            "machine": {"cores": os.cpu_count(), "load_1min_at_end": os.getloadavg()[0]}
+        }
+        out.write_text(json.dumps(results, indent=1))
+        _ddp_table(results["ddp"])
+        return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     root = Path(args.data)
     root.mkdir(parents=True, exist_ok=True)
@@ -154,7 +269,6 @@ def main() -> None:
     results = {
         "machine": {"cores": os.cpu_count(), "load_1min_at_start": os.getloadavg()[0]},
         "settings": vars(args),
-        "ddp": "not run: the streamed fit runs on the lean engine (one process) only",
         "sizes": [],
     }
     for n in sizes:
@@ -193,8 +307,12 @@ def main() -> None:
         results["sizes"].append(row)
         Path(args.out).write_text(json.dumps(results, indent=1))
     results["machine"]["load_1min_at_end"] = os.getloadavg()[0]
+    if args.only != "sizes":
+        results["ddp"] = run_ddp(args, root)
     Path(args.out).write_text(json.dumps(results, indent=1))
     _table(results["sizes"])
+    if "ddp" in results:
+        _ddp_table(results["ddp"])
 
 
 def _table(rows: list[dict]) -> None:
@@ -211,10 +329,27 @@ def _table(rows: list[dict]) -> None:
               f"{p['rows']:,} |")  # fmt: skip
 
 
+def _ddp_table(ddp: dict) -> None:
+    print(f"| {ddp['series']:,} series | windows | epoch s | epoch windows/s | wall s | "
+          "wall windows/s | loss |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for name, r in ddp["rows"].items():
+        print(f"| {name} | {r['windows']:,} | {r['epoch_seconds']:.1f} | "
+              f"{r['windows_per_s_epoch']:,.0f} | {r['wall_seconds']:.1f} | "
+              f"{r['windows_per_s_wall']:,.0f} | {r['loss']:.3f} |")  # fmt: skip
+    print(
+        f"scaling efficiency, 2 processes: epoch {ddp['scaling_efficiency_epoch']:.2f}, "
+        f"wall {ddp['scaling_efficiency_wall']:.2f}"
+    )
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_train":
         a = sys.argv[2:]
         print(json.dumps(child_train(a[0], a[1], int(a[2]), int(a[3]))))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_ddp":
+        a = sys.argv[2:]
+        child_ddp(a[0], int(a[1]), int(a[2]), int(a[3]), int(a[4]), a[5])
     elif len(sys.argv) > 1 and sys.argv[1] == "_predict":
         a = sys.argv[2:]
         print(json.dumps(child_predict(a[0], a[1], a[2], int(a[3]))))
