@@ -259,6 +259,10 @@ class Checkpoints:
         self.directory = Path(settings.checkpoint_dir)
         self.every = settings.checkpoint_every
         self.fingerprint = fingerprint(model, data, settings)
+        # a run killed while writing leaves its half-written temporary file; the checkpoint
+        # itself is whole (it is only ever replaced by a rename), so the leftover just goes
+        for torn in self.directory.glob(f".{CHECKPOINT_FILE}.*.tmp"):
+            torn.unlink(missing_ok=True)
 
     def due(self, global_step: int) -> bool:
         """Whether the step just taken ends a `checkpoint_every` stretch."""
