@@ -15,7 +15,8 @@ import pandas as pd
 from seqcast.data import frames
 from seqcast.errors import SeqcastError
 from seqcast.forecast import Forecaster, score
-from seqcast.models import list_models
+from seqcast.layers import _compiled
+from seqcast.models.registry import list_models, runs_recurrences
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ def compare(
     names = parse_models(models)
     if season == 1:
         names = [n for n in names if n != "seasonal_naive"]
+    if any(n != "auto" and runs_recurrences(n) for n in names):
+        _compiled.build_in_background()  # the first-use build overlaps the models before
     rows, forecasts, fitted = [], {}, {}
     for name in names:
         fc = Forecaster(name, window=window, horizon=horizon, season=season, **forecaster_options)

@@ -302,6 +302,16 @@ def ops():
     return torch.ops.seqcast_rnn
 
 
+def build_in_background() -> None:
+    """Start building (or loading) the extension on a thread, so that a caller about to run
+    recurrent layers after other work overlaps the first-use build with that work and the
+    build notice shows at once; `available()` waits for it. The thread is not a daemon: the
+    interpreter waits for it at exit rather than killing the compiler mid-build (which would
+    leave torch's build lock behind)."""
+    if _built is None and os.environ.get("SEQCAST_NO_COMPILE", "") in ("", "0"):
+        threading.Thread(target=available, name="seqcast-kernel-build").start()
+
+
 class CompiledFallbackWarning(UserWarning):
     """implementation="compiled" was asked for, and this call runs the step loop instead."""
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+
 from seqcast.errors import SeqcastError
 from seqcast.models import baselines, conv, encoder_decoder, recurrent
 from seqcast.models.spec import STRATEGIES, ModelSpec, require_strategy
@@ -65,3 +67,14 @@ def build_model(name: str, spec: ModelSpec) -> Sequential:
     builder, strategies = _entry(name)
     require_strategy(name, spec, strategies)
     return builder(spec)
+
+
+def runs_recurrences(name: str) -> bool:
+    """Whether model `name` holds recurrent layers or scans (what the compiled kernels run):
+    built on PyTorch's "meta" device from a small spec, so nothing is allocated."""
+    from seqcast.layers import RNN, MinGRU, MinLSTM
+
+    builder, strategies = _entry(name)
+    with torch.device("meta"):
+        model = builder(ModelSpec(window=8, horizon=2, strategy=strategies[0], season=2))
+    return any(isinstance(m, (RNN, MinGRU, MinLSTM)) for m in model.modules())
