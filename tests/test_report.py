@@ -436,3 +436,25 @@ def test_browser_check_sees_external_requests_and_errors(tmp_path):
     assert "http://example.com/a.png" in seen.requests
     assert any("boom" in e for e in seen.errors)
     assert any("ERR_NAME_NOT_RESOLVED" in e for e in seen.errors)
+
+
+@needs_chromium
+def test_demo_report_in_headless_chromium(tmp_path, tmp_path_factory, capsys):
+    """What `seqcast demo` writes (every model on the airline data, one epoch each) passes
+    the same browser check: no requests but its own inline images, no console errors, the
+    leaderboard's cells equal leaderboard.csv's, every figure decoded."""
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--epochs", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out / "report.html"
+    seen = _visit(page, tmp_path / "profile")
+    assert seen.requests[0] == page.resolve().as_uri()
+    assert [u for u in seen.requests[1:] if not u.startswith("data:image/png;base64,")] == []
+    assert seen.errors == []
+    cells = _csv_cells(out / "leaderboard.csv")
+    assert Page(seen.dom).table == cells and len(cells) == 1 + 11  # header + the 11 models
+    assert seen.image_widths and all(w > 300 for w in seen.image_widths)
+    kept = tmp_path_factory.getbasetemp() / "demo-report-screenshot.png"
+    kept.write_bytes(seen.screenshot)
+    with capsys.disabled():
+        print(f"\ndemo report.html screenshot: {kept}")
