@@ -52,4 +52,5 @@ def epoch_bar(hidden: bool, epochs: int):
     try:
         yield on_epoch_end
     finally:
-        bar.stop()
+        if task is not None:  # a bar never started would still print an empty line
+            bar.stop()
