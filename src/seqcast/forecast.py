@@ -41,6 +41,7 @@ from seqcast.sequential import Sequential
 
 score = scoring.score  # where it was before the scoring module; kept for existing imports
 MC_COVERAGE_WINDOWS = 2000  # held-out windows that measure MC-dropout coverage, at most
+FORECAST_BATCH = 8192  # windows per forward pass in predict
 
 
 class Forecaster:
@@ -237,11 +238,18 @@ class Forecaster:
         return next(iter(self.model_.parameters()), torch.empty(0)).device
 
     def _forecast_scaled(self, x: np.ndarray, horizon: int) -> np.ndarray:
-        """The model's forecast for windows `x`, moved to the model's device and dtype."""
-        x = torch.as_tensor(x).to(device=self._device(), dtype=self._dtype())
+        """The model's forecast for windows `x`, moved to the model's device and dtype, in
+        batches of FORECAST_BATCH windows: each window's forecast depends on that window
+        alone, and a batch's activations stay in cache instead of taking gigabytes for
+        hundreds of thousands of series at once."""
+        out, strategy = np.empty((len(x), horizon), dtype=np.float64), self.strategy_
         with torch.inference_mode():
-            out = strategies.forecast(self.model_, x, horizon, self.strategy_, self.horizon)
-        return out.cpu().double().numpy()
+            for start in range(0, len(x), FORECAST_BATCH):
+                stop = start + FORECAST_BATCH
+                batch = torch.as_tensor(x[start:stop]).to(self._device(), self._dtype())
+                part = strategies.forecast(self.model_, batch, horizon, strategy, self.horizon)
+                out[start:stop] = part.cpu().double().numpy()
+        return out
 
     def _windows_of(self, data: Any, load_options: dict[str, Any]) -> LastWindows:
         if data is not None:
@@ -390,7 +398,9 @@ def _to_frame(
     cached = fc.__dict__.get("_stamps")
     if cached is None or cached[0] != key:
         stamps = frames.future_stamps_many(last, fc.freq_, horizon)
-        keys = {"unique_id": np.repeat(ids, horizon), "ds": np.asarray(stamps)}
+        # one string object per series, shared by its rows
+        keys = {"unique_id": np.repeat(np.asarray(ids, dtype=object), horizon),
+                "ds": np.asarray(stamps)}  # fmt: skip
         fc._stamps = cached = (key, keys)
     rows = dict(cached[1])
     rows |= {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in columns.items()}
@@ -409,7 +419,8 @@ def _load(data: Any, load_options: dict[str, Any], covariates: list[str]) -> pd.
         raise SeqcastError(
             f"covariate column(s) {missing} not in the data; available: {list(frame.columns)}"
         )
-    return frame[["unique_id", "ds", "y", *covariates]]
+    wanted = ["unique_id", "ds", "y", *covariates]
+    return frame if list(frame.columns) == wanted else frame[wanted]  # no copy when all wanted
 
 
 def _steps(spec: ModelSpec) -> int:

@@ -110,16 +110,16 @@ def load_frame_with_rows(
             source, time_col=time_col, target=target, id_col=id_col, covariates=covariates
         )
         table, where = as_table(source, series_id)
-    frame = _from_table(table, time_col, target, id_col, covariates, series_id, where)
-    return _canonical(frame)
+    frame, codes = _from_table(table, time_col, target, id_col, covariates, series_id, where)
+    return _canonical(frame, codes)
 
 
-def _canonical(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+def _canonical(frame: pd.DataFrame, codes: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """(frame with series as contiguous blocks in sorted id order, source row of each row).
 
-    A stable sort on the id alone: rows of one series keep their relative order, which
-    `_check_order` has already found to be time order."""
-    codes, _ = pd.factorize(frame["unique_id"], sort=True)
+    `codes` numbers the ids in sorted order (`_id_codes`). A stable sort on the id alone:
+    rows of one series keep their relative order, which `_check_order` has already found to
+    be time order."""
     if (np.diff(codes) >= 0).all():  # already canonical (one series, or sorted by id): no copy
         return frame, np.arange(len(frame))
     rows = np.argsort(codes, kind="stable")
@@ -135,7 +135,8 @@ def _from_table(
     covariates: str | Sequence[str] | None,
     series_id: Any,
     where: Callable[[int], str],
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """(the long frame in the table's row order, `_id_codes` of its ids)."""
     if len(table) == 0:
         raise SeqcastError(f"the DataFrame has no rows (columns: {_names(table.columns)})")
     twice = table.columns[table.columns.duplicated()]
@@ -157,7 +158,7 @@ def _from_table(
     target = target or _detect_target(table, taken | {time_col})
 
     out = pd.DataFrame(index=pd.RangeIndex(len(table)))
-    out["unique_id"] = _ids(table, id_col, series_id, where)
+    out["unique_id"], codes = _ids(table, id_col, series_id, where)
     if time_col is None:  # a lone value column: integer time 0..n-1 within each series
         out["ds"] = out.groupby("unique_id", sort=False).cumcount().astype(np.int64)
     else:
@@ -165,8 +166,8 @@ def _from_table(
     out["y"] = _numeric(table[target].reset_index(drop=True), target, where)
     for name in covs:
         out[name] = _numeric(table[name].reset_index(drop=True), name, where)
-    _check_order(out, where)
-    return out
+    _check_order(out, where, codes)
+    return out, codes
 
 
 def _index_as_column(table: pd.DataFrame, time_col: str | None) -> pd.DataFrame:
@@ -232,28 +233,46 @@ def _detect_target(table: pd.DataFrame, taken: set) -> str:
     )
 
 
-def _ids(table: pd.DataFrame, id_col: str | None, series_id: Any, where) -> pd.Series:
+def _ids(
+    table: pd.DataFrame, id_col: str | None, series_id: Any, where
+) -> tuple[pd.Series, np.ndarray]:
+    """(the ids as strings, their `_id_codes`)."""
     if id_col is None:
         sid = DEFAULT_ID if series_id is None else str(series_id)
-        return pd.Series([sid] * len(table), dtype=str)
+        return pd.Series([sid] * len(table), dtype=str), np.zeros(len(table), dtype=np.intp)
     ids = table[id_col].reset_index(drop=True)
     bad = np.flatnonzero(ids.isna().to_numpy())
     if len(bad):
         raise SeqcastError(
             f"id column {id_col!r} is empty at {where(bad[0])}; give every row an id"
         )
-    return ids.astype(str)
+    if isinstance(ids.dtype, pd.CategoricalDtype):  # e.g. a dictionary-encoded Parquet column
+        # each category's string once, shared by its rows (not one new string per row)
+        names = np.asarray(ids.cat.categories.astype(str), dtype=object)
+        rank, _ = pd.factorize(names, sort=True)  # two categories may print the same
+        row_codes = ids.cat.codes.to_numpy()
+        return pd.Series(names.take(row_codes), dtype=object), rank.take(row_codes)
+    ids = ids.astype(str)
+    return ids, _id_codes(ids)
+
+
+def _id_codes(ids: pd.Series) -> np.ndarray:
+    """Each row's id as its position among the distinct ids in sorted order."""
+    return pd.factorize(ids, sort=True)[0]
 
 
 # ----------------------------------------------------------------------------- validation
 def check_time_order(frame: pd.DataFrame) -> None:
     """Raise SeqcastError unless the stamps of every series are unique and increase down the
     frame (rows of different series may interleave). `load_frame` output always passes."""
-    _check_order(frame, lambda i: f"row {i}")
+    _check_order(frame, lambda i: f"row {i}", _id_codes(frame["unique_id"]))
 
 
-def _check_order(frame: pd.DataFrame, where) -> None:
-    """Time stamps must be unique and strictly increasing within every series."""
+def _check_order(frame: pd.DataFrame, where, codes: np.ndarray) -> None:
+    """Time stamps must be unique and strictly increasing within every series (`codes`: the
+    `_id_codes` of its ids)."""
+    if _increasing_within_series(frame["ds"], codes):
+        return  # the common case, checked on arrays; the search below names the first problem
     dup = frame.duplicated(["unique_id", "ds"], keep="first").to_numpy()
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
@@ -272,6 +291,19 @@ def _check_order(frame: pd.DataFrame, where) -> None:
             "later one; sort the rows by series and time (e.g. "
             "`df.sort_values(['unique_id', 'ds'])`) before loading"
         )
+
+
+def _increasing_within_series(ds: pd.Series, codes: np.ndarray) -> bool:
+    """Whether every series' stamps strictly increase down the frame, for integer and naive
+    datetime stamps (False for any other kind: the caller checks those row by row)."""
+    stamps = ds.to_numpy()
+    if stamps.dtype.kind not in "iM":
+        return False
+    if not (np.diff(codes) >= 0).all():  # series interleave: bring each one's rows together
+        order = np.argsort(codes, kind="stable")
+        codes, stamps = codes[order], stamps[order]
+    same = codes[1:] == codes[:-1]
+    return bool((stamps[1:] > stamps[:-1])[same].all())
 
 
 def missing_report(frame: pd.DataFrame) -> pd.DataFrame:

@@ -98,12 +98,7 @@ class WindowPipeline:
     def _scale(self, frame: pd.DataFrame, scaling: SeriesScaling | None) -> pd.DataFrame:
         if scaling is None:
             return frame
-        rows = pd.Index(scaling.ids).get_indexer(frame["unique_id"].astype(str))
-        if (rows < 0).any():
-            unknown = frame["unique_id"].astype(str).to_numpy()[rows < 0][0]
-            raise SeqcastError(
-                f"series {unknown!r} has no scaling parameters; give its history to forecast from"
-            )
+        rows = _scaling_rows(scaling, frame["unique_id"].astype(str).to_numpy())
         out = frame.copy()
         for j, col in enumerate(scaling.columns):
             values = frame[col].to_numpy(np.float64)
@@ -130,25 +125,50 @@ class WindowPipeline:
         scaled by `scaling` when given (the stored context's parameters), else by the
         statistics of all its rows in `frame`: the whole history given, not only the window."""
         self._check_fitted()
-        tails = frame.groupby("unique_id", sort=False).tail(self.window)
-        sizes = tails.groupby("unique_id", sort=False).size()
-        short = sizes[sizes < self.window]
+        ids = frame["unique_id"].to_numpy()
+        blocks = _series_blocks(ids)
+        if blocks is None:  # series interleave: each one's rows together, in order, first
+            frame = frame.iloc[np.argsort(pd.factorize(ids)[0], kind="stable")]
+            blocks = _series_blocks(frame["unique_id"].to_numpy())
+        return self._last_windows_of_blocks(frame, scaling, *blocks)
+
+    def _last_windows_of_blocks(self, frame, scaling, starts, lengths) -> LastWindows:
+        """`last_windows` of a frame whose series are contiguous blocks of rows starting at
+        `starts`, in order of appearance: cut with arrays, without grouping the whole frame."""
+        short = np.flatnonzero(lengths < self.window)
+        ids_col = frame["unique_id"].to_numpy()
         if len(short):
+            k = short[0]
             raise SeqcastError(
-                f"series {short.index[0]!r} has {int(short.iloc[0])} points but the model needs "
-                f"the last {self.window} (its window) to forecast"
+                f"series {ids_col[starts[k]]!r} has {int(lengths[k])} points but the model "
+                f"needs the last {self.window} (its window) to forecast"
             )
-        frames.check_no_missing(tails, what="prediction")
-        ids = [str(i) for i in sizes.index]
-        if scaling is None:
-            scaling = self.scaling(frame)
-        values = self._scale(tails, scaling)[["y", *self.covariates]].to_numpy(np.float64)
-        x = values.reshape(len(sizes), self.window, -1).copy()
+        ends = starts + lengths
+        rows = (ends[:, None] - self.window + np.arange(self.window)).ravel()
+        columns = ["y", *self.covariates]
+        values = np.column_stack([frame[c].to_numpy(np.float64)[rows] for c in columns])
+        if np.isnan(values).any() or len(frame.columns) > len(columns) + 2:
+            # names the series (and checks any other value column)
+            frames.check_no_missing(frame.iloc[rows], what="prediction")
+        ids = [str(i) for i in ids_col[starts]]
+        if scaling is None and self.scaler is not None:
+            # the series numbered in order: grouped as the ids group, without hashing them
+            number = np.repeat(np.arange(len(starts), dtype=np.int32), lengths)
+            keyed = {"unique_id": number, **{c: frame[c] for c in columns}}
+            fitted = SCALERS[self.scaler]().fit(pd.DataFrame(keyed, copy=False))
+            scaling = SeriesScaling(ids, fitted.columns_, fitted.loc_, fitted.scale_)
+        if scaling is not None:
+            at = np.repeat(_scaling_rows(scaling, ids), self.window)  # each window row's series
+            for j, col in enumerate(scaling.columns):
+                if col in columns:
+                    k = columns.index(col)
+                    values[:, k] = (values[:, k] - scaling.loc[at, j]) / scaling.scale[at, j]
+        x = values.reshape(len(ids), self.window, -1)
         level = x[:, -1:, 0].copy() if self.local_level else np.zeros((len(x), 1))
         x[..., 0] -= level
         loc, scale = _target_params(scaling, ids)
-        last = tails.groupby("unique_id", sort=False)["ds"].last()
-        return LastWindows(x, level, ids, last.to_list(), loc, scale)
+        last = frame["ds"].iloc[ends - 1].to_list()
+        return LastWindows(x, level, ids, last, loc, scale)
 
     def to_original(self, values: np.ndarray, win: LastWindows) -> np.ndarray:
         """Forecasts (series, horizon) in scaled, level-shifted units back to data units,
@@ -184,6 +204,28 @@ def scaling_from_state(state: dict) -> SeriesScaling | None:
         return None
     fitted = scaler_from_dict(state)
     return SeriesScaling(fitted.ids_, fitted.columns_, fitted.loc_, fitted.scale_)
+
+
+def _series_blocks(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first row, row count) of each series when every series is one contiguous block of
+    rows (as `load_frame` returns them), in order of appearance; None when they interleave."""
+    if not len(ids):
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    if not pd.Index(ids[starts]).is_unique:
+        return None
+    return starts, np.diff(np.r_[starts, len(ids)])
+
+
+def _scaling_rows(scaling: SeriesScaling, ids: list[str] | np.ndarray) -> np.ndarray:
+    """Each id's row in `scaling`; an id it lacks raises SeqcastError."""
+    rows = pd.Index(scaling.ids).get_indexer(ids)
+    if (rows < 0).any():
+        raise SeqcastError(
+            f"series {ids[int(np.flatnonzero(rows < 0)[0])]!r} has no scaling parameters; give "
+            "its history to forecast from"
+        )
+    return rows
 
 
 def _target_params(scaling: SeriesScaling | None, ids: list[str]) -> tuple[np.ndarray, ...]:
