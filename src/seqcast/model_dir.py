@@ -15,6 +15,8 @@ shapes, built on PyTorch's "meta" device so nothing is allocated) before reading
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,16 +73,8 @@ def save(fc: Forecaster, path: Path, context: bool = True) -> Path:
 def load(cls: type[Forecaster], path: str | Path) -> Forecaster:
     """Rebuild a saved Forecaster on the CPU (GPU-trained models included)."""
     config, state, scaler = io.read_model_dir(path, expected_tensors)
-    try:
+    with _refused_as(f"{path} holds a damaged or incompatible seqcast model"):
         return _restore(cls, config, state, scaler)
-    except SeqcastError:
-        raise
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
-        raise SeqcastError(
-            f"{path} holds a damaged or incompatible seqcast model "
-            f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
-            "fit and save it again"
-        ) from None
 
 
 def expected_tensors(config: dict[str, Any]) -> dict[str, io.TensorSpec] | None:
@@ -88,20 +82,27 @@ def expected_tensors(config: dict[str, Any]) -> dict[str, io.TensorSpec] | None:
     None where it does not say (older formats, model='auto')."""
     if config.get("format_version", 1) < 3 or config.get("params", {}).get("model") == "auto":
         return None
-    try:
+    with _refused_as("config.json describes a model seqcast cannot build"):
         dtype = DTYPES[config["dtype"]]
         with torch.device("meta"):
             model = _build(config["architecture"], dtype)
         spec = {MODEL_PREFIX + k: (v.dtype, tuple(v.shape)) for k, v in model.state_dict().items()}
         meta = config["context"]
+    return spec if meta is None else spec | io.context_spec(meta)
+
+
+@contextlib.contextmanager
+def _refused_as(problem: str) -> Iterator[None]:
+    """Turn what a damaged config or state raises while a model is rebuilt into one
+    SeqcastError naming `problem`, the first line of the cause, and the fix."""
+    try:
+        yield
     except SeqcastError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise SeqcastError(
-            f"config.json describes a model seqcast cannot build ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); fit and save the model again"
+            f"{problem} ({type(err).__name__}: {io._first_line(err)}); fit and save it again"
         ) from None
-    return spec if meta is None else spec | io.context_spec(meta)
 
 
 def _build(architecture: Any, dtype: torch.dtype) -> Sequential:
