@@ -218,7 +218,7 @@ def test_auto_forecasts_every_series_with_intervals(fitted):
     assert (pred["y_lo_80"] <= pred["y_hat"]).all() and (pred["y_hat"] <= pred["y_hi_80"]).all()
     # a small panel: AutoARIMA joins AutoETS and AutoTheta
     assert fc.auto_.statistical_ == ["ets", "theta", "arima"]
-    assert fc.auto_.choice_ in ensemble.combinations(["nn", *fc.auto_.statistical_])
+    assert fc.auto_.choice_ in ensemble.combinations(["mlp", *fc.auto_.statistical_])
     assert fc.auto_.scores_, "the choice comes with its backtest scores"
 
 
@@ -255,11 +255,12 @@ def test_auto_backtest_refits_nothing_but_the_statistical_members(fitted):
     assert len(bt) == 2 * 6 * 12 and bt["y"].notna().all()
 
 
-def test_auto_leaves_arima_out_of_large_data():
+def test_auto_leaves_arima_out_when_its_probed_cost_is_over_budget():
     frame = _seasonal_frame(n_series=3, length=40)
-    options = {**QUICK, "arima_max_points": 100}
+    options = {**QUICK, "arima_budget": 0.0}  # any measured cost is over it
     fc = seqcast.Forecaster("auto", horizon=6, season=12, auto_options=options).fit(frame)
     assert fc.auto_.statistical_ == ["ets", "theta"]
+    assert "probed cost" in fc.auto_.skipped_["arima"]
 
 
 def test_auto_refuses_covariates_and_mc_dropout():

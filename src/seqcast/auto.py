@@ -11,7 +11,9 @@ forecasters found to work, in one place:
    direct multi-step output, trained with sMAPE, MASE and MAE losses and several seeds; early
    stopping on the last horizon of each series' training part; then a refit on all of it for
    the epochs early stopping found. Their median is the neural forecast.
-3. Statistical members from statsforecast (AutoETS, AutoTheta), fit on each series alone.
+3. Statistical members from statsforecast (AutoETS, AutoTheta, and AutoARIMA where a timed
+   probe says its search fits the budget), fit on each series alone; long and multiple
+   seasons are taken out by MSTL first (`seqcast.statistical`).
 4. The combination (mean of some members) chosen by a rolling-origin backtest on the end of
    the training part (`seqcast.selection`): never on the forecast period.
 5. Conformal intervals from the same backtest's errors over all series, on the log scale for
@@ -19,24 +21,35 @@ forecasters found to work, in one place:
    level (so smooth series get narrow intervals and noisy ones wide).
 
 Series shorter than a window are padded with a mask channel (counted in `notes`).
+
+Member families (`AutoSettings.families`): "stat" (the statistical members), "mlp" (fully
+connected networks), "rnn" (recurrent) and "cnn" (convolutional); each network family's median
+is one candidate of the backtest. `AutoSettings.time_limit` bounds a fit: members whose probed
+cost would break it are skipped, one still running at the deadline is stopped, and both are
+named in the log, in `skipped_` and in the saved config.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import torch
 
-from seqcast import ensemble, selection, training, uncertainty
+from seqcast import ensemble, selection, statistical, training, uncertainty
 from seqcast.data import pipeline
 from seqcast.errors import SeqcastError
 from seqcast.sequential import Sequential
 
 log = logging.getLogger(__name__)
+
+#: progress(member, done, total)
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -53,9 +66,14 @@ class AutoSettings:
     batch_size: int = 512
     lr: float = 1e-3
     statistical: tuple[str, ...] = ("ets", "theta")
-    # AutoARIMA joins the statistical members when the data has at most this many points in
-    # all: its model search costs 10 to 100 times ETS's (statsforecast's published figures)
-    arima_max_points: int = 20_000
+    # AutoARIMA joins the statistical members when a timed probe on the longest series puts
+    # its fits for the whole recipe (backtest and final) at most this many seconds: its model
+    # search costs 10 to 100 times ETS's and grows with the season
+    arima_budget: float = 30.0
+    # which member families run: "stat", "mlp", "rnn", "cnn"
+    families: tuple[str, ...] = ("stat", "mlp")
+    # seconds for the whole fit (None: no limit); see the module docstring
+    time_limit: float | None = None
     metric: str = "smape"  # what the forecasts are judged by: smape, mase or mape
     refit: bool = True
     max_windows_per_series: int = 400  # the most recent ones; bounds long series' weight
@@ -78,9 +96,26 @@ class AutoSettings:
                 raise SeqcastError(
                     f"unknown auto loss {name!r}; expected some of {', '.join(ensemble.LOSSES)}"
                 )
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown or not self.families:
+            raise SeqcastError(
+                f"unknown auto family {unknown[0] if unknown else '(none given)'!r}; expected "
+                f"some of {', '.join(FAMILIES)}"
+            )
+        if self.time_limit is not None and not float(self.time_limit) > 0:
+            raise SeqcastError(f"auto time_limit must be a positive number of seconds, got "
+                               f"{self.time_limit!r}")  # fmt: skip
         if not self.lookbacks or min(self.lookbacks) <= 0:
             raise SeqcastError(f"auto lookbacks must be positive multiples, got {self.lookbacks}")
         return self
+
+
+FAMILIES = ("stat", "mlp", "rnn", "cnn")
+NETWORK_FAMILIES = ("mlp", "rnn", "cnn")
+#: the share of the time left that the statistical members' probed cost may take
+_STAT_SHARE = 0.5
+#: the longest a probe of one statistical member may run, as a share of the time left
+_PROBE_SHARE = 0.1
 
 
 @dataclass
@@ -90,101 +125,209 @@ class _Member:
     seed: int
     epochs: int
     model: Sequential | None = field(default=None, repr=False)
+    family: str = "mlp"
 
 
 class AutoModel:
-    """The fitted recipe for one horizon and season over a set of series."""
+    """The fitted recipe for one horizon and season (or several) over a set of series."""
 
-    def __init__(self, horizon: int, season: int | None, settings: AutoSettings | None = None):
+    def __init__(self, horizon: int, season, settings: AutoSettings | None = None):
         self.horizon = int(horizon)
-        self.season = int(season or 1)
+        self.seasons = pipeline.as_seasons(season)
+        # the shortest season: MASE's lag, the noise scale's and the windows' span
+        self.season = self.seasons[0] if self.seasons else 1
         self.settings = (settings or AutoSettings()).check()
 
     # -- fit ------------------------------------------------------------------------------------
-    def fit(self, values: list[np.ndarray]) -> AutoModel:
+    def fit(self, values: list[np.ndarray], progress: Progress | None = None) -> AutoModel:
+        """Fit on every series of `values`; `progress(member, done, total)` reports each
+        member's fits (series for statistical members, epochs for networks)."""
         start = time.perf_counter()
         s, h = self.settings, self.horizon
-        requested = list(s.statistical)
-        if "arima" not in requested and sum(len(v) for v in values) <= s.arima_max_points:
-            requested.append("arima")
-        self.statistical_, self.unavailable_ = ensemble.available_statistical(requested)
-        if self.unavailable_:
-            log.warning("auto runs without its statistical members: %s", self.unavailable_)
+        self._deadline = None if s.time_limit is None else time.monotonic() + float(s.time_limit)
+        self._progress = progress
+        self.skipped_: dict[str, str] = {}
         span = max(h, self.season)
         self.lookbacks_ = sorted({max(2, int(round(f * span))) for f in s.lookbacks})
         typical = int(np.median([len(v) for v in values]))
         self.origins_ = selection.origins(len(values), h, typical)
-        backtest = _Backtest.cut(values, h, self.season, self.origins_)
-        full = _Backtest.cut(values, h, self.season, 0) if s.refit else None
-        self.members_ = []
-        nn_backtest = []
-        for lookback in self.lookbacks_:
-            # the windows depend on the lookback alone: cut once for every loss and seed
-            data, val = backtest.training_windows(lookback, s.max_windows_per_series)
-            all_data = None
-            if full is not None or val is None:
-                full = full or _Backtest.cut(values, h, self.season, 0)
-                all_data = full.training_windows(lookback, s.max_windows_per_series)[0]
-            for loss in s.loss_names:
-                for seed in s.seeds:
-                    member, rel = self._fit_member(lookback, loss, seed, data, val, all_data)
-                    self.members_.append(member)
-                    nn_backtest.append(None if rel is None else _to_original(rel, val[1]))
-        self._choose(backtest, nn_backtest)
+        backtest = _Backtest.cut(values, h, self.seasons, self.origins_)
+        with statistical.Workers(statistical.resolve_jobs(s.n_jobs)) as workers:
+            stats = self._statistical_backtest(workers, values, backtest)
+            nets = self._fit_networks(values, backtest)
+        self._choose(backtest, nets, stats)
         self.notes_ = {
             "series": len(values),
             "padded_series": int(sum(len(v) < max(self.lookbacks_) for v in values)),
             "backtest_series": int(len(set(backtest.series.tolist()))),
             "backtest_origins": self.origins_,
             "statistical_unavailable": self.unavailable_,
+            "seasons": list(self.seasons),
+            "skipped": dict(self.skipped_),
         }
+        if self.skipped_:
+            log.warning("auto skipped or stopped: %s", "; ".join(
+                f"{k}: {v}" for k, v in self.skipped_.items()))  # fmt: skip
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
-    def _train_settings(self, epochs: int, patience: int | None, seed: int):
+    def _left(self) -> float:
+        return math.inf if self._deadline is None else self._deadline - time.monotonic()
+
+    def _report(self, member: str, done: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress(member, done, total)
+
+    # -- statistical members ---------------------------------------------------------------------
+    def _statistical_backtest(self, workers, values, backtest) -> dict[str, np.ndarray]:
+        """Backtest forecasts of the statistical members that fit the budget."""
+        s = self.settings
+        self.statistical_, self.unavailable_ = [], None
+        if "stat" not in s.families:
+            return {}
+        requested = list(dict.fromkeys([*s.statistical, "arima"]))
+        available, self.unavailable_ = statistical.available(requested)
+        if self.unavailable_:
+            log.warning("auto runs without its statistical members: %s", self.unavailable_)
+        histories = backtest.histories() if not backtest.empty else []
+        fits = len(histories) + len(values)  # the backtest's, then predict's on every series
+        out = {}
+        for name in available:
+            optional = name not in s.statistical  # arima: only when its probe says it is cheap
+            budget = s.arima_budget if optional else math.inf
+            budget = min(budget, _STAT_SHARE * self._left())
+            if budget < math.inf:
+                limit = min(_PROBE_SHARE * self._left(), max(budget, 1.0))
+                each = statistical.probe(workers, name, values, self.seasons, self.horizon, limit)
+                cost = each * fits / workers.n
+                if cost > budget:
+                    self._skip(name, optional, f"probed cost {_seconds(cost)} over its budget "
+                               f"{_seconds(budget)}")  # fmt: skip
+                    continue
+            if histories:
+                try:
+                    out[name] = statistical.forecasts(
+                        workers, name, histories, self.seasons, self.horizon, self._deadline,
+                        lambda done, total, n=name: self._report(n, done, total),
+                    )  # fmt: skip
+                except statistical.TimeLimitReached:
+                    self._skip(name, False, "stopped at the time limit")
+                    continue
+            self.statistical_.append(name)
+        return out
+
+    def _skip(self, name: str, quiet: bool, why: str) -> None:
+        """Record a member left out; an optional one left out for cost says so at INFO only."""
+        self.skipped_[name] = why
+        (log.info if quiet else log.warning)("auto member %s left out: %s", name, why)
+
+    # -- networks -------------------------------------------------------------------------------
+    def _fit_networks(self, values, backtest) -> dict[str, list[np.ndarray | None]]:
+        """Train every network member; their backtest forecasts by family (None entries
+        where there is no backtest)."""
+        s, h = self.settings, self.horizon
+        families = [f for f in s.families if f in NETWORK_FAMILIES]
+        full = _Backtest.cut(values, h, self.seasons, 0) if s.refit else None
+        self.members_ = []
+        out: dict[str, list[np.ndarray | None]] = {}
+        plan = [(f, lb) for f in families for lb in self._lookbacks(f)]
+        per_lookback = len(s.loss_names) * len(s.seeds)
+        left_members = len(plan) * per_lookback
+        for family, lookback in plan:
+            data, val = backtest.training_windows(lookback, s.max_windows_per_series)
+            all_data = None
+            if full is not None or val is None:
+                full = full or _Backtest.cut(values, h, self.seasons, 0)
+                all_data = full.training_windows(lookback, s.max_windows_per_series)[0]
+            for loss in s.loss_names:
+                for seed in s.seeds:
+                    label = f"{family} lookback={lookback} loss={loss} seed={seed}"
+                    share = self._left() / max(left_members, 1)
+                    left_members -= 1
+                    if share <= 0:
+                        self._skip(label, False, "no time left")
+                        continue
+                    member, rel = self._fit_member(
+                        family, lookback, loss, seed, data, val, all_data, share, label
+                    )
+                    self.members_.append(member)
+                    out.setdefault(family, []).append(
+                        None if rel is None else _to_original(rel, val[1])
+                    )
+        return out
+
+    def _lookbacks(self, family: str) -> list[int]:
+        """Input windows of a network family: the recipe's multiples of max(horizon, shortest
+        season); sequence models also reach back over the longest season."""
+        if family == "mlp" or len(self.seasons) < 2:
+            return self.lookbacks_
+        return sorted({*self.lookbacks_, max(self.lookbacks_[-1], self.seasons[-1])})
+
+    def _train_settings(self, epochs: int, patience: int | None, seed: int, seconds: float):
         s = self.settings
         return training.TrainSettings(
             epochs=epochs, batch_size=s.batch_size, lr=s.lr, early_stopping=patience,
             seed=seed, progress=False, threads=s.threads, trainer="lean",
+            time_limit=None if seconds == math.inf else max(seconds, 1e-3),
         )  # fmt: skip
 
-    def _fit_member(self, lookback: int, loss: str, seed: int, data, val, all_data):
+    def _fit_member(self, family, lookback, loss, seed, data, val, all_data, seconds, label):
         """Early-stopped on the backtest windows `val`, then (settings.refit) trained again on
-        `all_data`, every window of each series, for the epochs that did best. Returns the
-        member and its backtest forecasts relative to each window's level (None without a
-        backtest)."""
+        `all_data`, every window of each series, for the epochs that did best; within
+        `seconds` in all (half for each phase when there are two). Returns the member and its
+        backtest forecasts relative to each window's level (None without a backtest)."""
         s = self.settings
-        rel, epochs = None, s.epochs
-        model = self._network(lookback, seed)
+        rel, epochs, start = None, s.epochs, time.monotonic()
+        phases = 1 + int(val is not None and s.refit)
+        total = s.epochs * phases
+        model = self._network(family, lookback, seed)
         if val is not None:
+            settings = self._train_settings(s.epochs, s.patience, seed, seconds / phases)
             history = ensemble.train_member(
-                model, data, loss, self._train_settings(s.epochs, s.patience, seed), val
+                model, data, loss, settings, val, self._epoch_hook(label, 0, total)
             )
             epochs = int(np.argmin(history.history["val_loss"])) + 1
             rel = ensemble.member_forecast(model, val[0])
+            if history.stopped_at_time_limit:
+                self.skipped_[label] = f"stopped at its time share after {history.epochs} epochs"
         if s.refit or val is None:
-            model = self._network(lookback, seed)
-            ensemble.train_member(model, all_data, loss, self._train_settings(epochs, None, seed))
-        log.info("auto member lookback=%d loss=%s seed=%d: %d epochs", lookback, loss, seed, epochs)
-        return _Member(lookback, loss, seed, epochs, model.eval()), rel
+            left = seconds - (time.monotonic() - start)
+            model = self._network(family, lookback, seed)
+            ensemble.train_member(
+                model, all_data, loss, self._train_settings(epochs, None, seed, left), None,
+                self._epoch_hook(label, total - s.epochs, total),
+            )  # fmt: skip
+        log.info("auto member %s: %d epochs", label, epochs)
+        return _Member(lookback, loss, seed, epochs, model.eval(), family), rel
 
-    def _network(self, lookback: int, seed: int) -> Sequential:
+    def _epoch_hook(self, label: str, offset: int, total: int):
+        if self._progress is None:
+            return None
+        return lambda epoch, values: self._report(label, offset + epoch + 1, total)
+
+    def _network(self, family: str, lookback: int, seed: int) -> Sequential:
         torch.manual_seed(seed)
-        return ensemble.network(lookback, self.horizon, self.settings.units)
+        return ensemble.network(lookback, self.horizon, self.settings.units, family,
+                                self.seasons)  # fmt: skip
 
-    def _choose(self, backtest: _Backtest, nn_backtest: list[np.ndarray | None]) -> None:
-        """Backtest every combination of the neural median and the statistical members; keep
-        the best one and its errors for the intervals."""
+    # -- choice ---------------------------------------------------------------------------------
+    def _choose(self, backtest: _Backtest, nets: dict, stats: dict[str, np.ndarray]) -> None:
+        """Backtest every combination of the network families' medians and the statistical
+        members; keep the best one and its errors for the intervals."""
         self.residuals_ = np.zeros((0, self.horizon))
-        if backtest.empty or any(f is None for f in nn_backtest):
-            self.choice_ = "+".join(["nn", *self.statistical_])
+        families = [f for f in NETWORK_FAMILIES if f in nets]
+        members = [*families, *self.statistical_]
+        if not members:
+            raise SeqcastError(
+                "auto has no member left to forecast with (every one was skipped: "
+                f"{self.skipped_}); raise time_limit or allow more families"
+            )
+        if backtest.empty or any(f is None for fam in families for f in nets[fam]):
+            self.choice_ = "+".join(members)
             self.scores_ = []
             return
-        forecasts = {"nn": np.median(np.stack(nn_backtest), axis=0)}
-        forecasts |= ensemble.statistical_forecasts(
-            backtest.histories(), self.season, self.horizon, self.statistical_, self.settings.n_jobs
-        )
-        candidates = ensemble.combinations(["nn", *self.statistical_])
+        forecasts = {f: np.median(np.stack(nets[f]), axis=0) for f in families} | stats
+        candidates = ensemble.combinations(members)
         board = selection.score_candidates(
             forecasts, backtest.truth, backtest.mase_scale, candidates, self.settings.metric
         )
@@ -204,15 +347,17 @@ class AutoModel:
                 f"with horizon={horizon}"
             )
         h = self.horizon
-        transforms = [pipeline.fit_transform(v, self.season) for v in values]
+        transforms = [pipeline.fit_transform(v, self.seasons) for v in values]
+        chosen = self.choice_.split("+")
         forecasts: dict[str, np.ndarray] = {}
-        if "nn" in self.choice_.split("+"):
-            forecasts["nn"] = self._neural(values, transforms)
-        stats = [m for m in self.choice_.split("+") if m != "nn"]
-        forecasts |= ensemble.statistical_forecasts(
-            values, self.season, h, stats, self.settings.n_jobs
-        )
-        point = ensemble.combine(forecasts, self.choice_.split("+"))
+        for family in NETWORK_FAMILIES:
+            if family in chosen:
+                forecasts[family] = self._neural(values, transforms, family)
+        stats = [m for m in chosen if m not in NETWORK_FAMILIES]
+        with statistical.Workers(statistical.resolve_jobs(self.settings.n_jobs)) as workers:
+            for name in stats:
+                forecasts[name] = statistical.forecasts(workers, name, values, self.seasons, h)
+        point = ensemble.combine(forecasts, chosen)
         out = {"y_hat": point[:, :horizon]}
         for level in levels:
             radius = uncertainty.conformal_radius(self.residuals_, level)
@@ -223,10 +368,11 @@ class AutoModel:
             out[f"y_lo_{level}"], out[f"y_hi_{level}"] = lo[:, :horizon], hi[:, :horizon]
         return out
 
-    def _neural(self, values, transforms) -> np.ndarray:
+    def _neural(self, values, transforms, family: str) -> np.ndarray:
         h = self.horizon
+        members = [m for m in self.members_ if m.family == family]
         by_lookback = {}
-        for lookback in self.lookbacks_:
+        for lookback in sorted({m.lookback for m in members}):
             parts = [
                 pipeline.windows(t.forward(v), lookback, h, np.array([len(v) - 1]))
                 for v, t in zip(values, transforms, strict=True)
@@ -236,7 +382,7 @@ class AutoModel:
             by_lookback[lookback] = (x, level)
         comps = np.stack([t.future_components(h) for t in transforms])
         outs = []
-        for member in self.members_:
+        for member in members:
             x, level = by_lookback[member.lookback]
             rel = ensemble.member_forecast(member.model, x)
             u = rel + level[:, None] + comps
@@ -248,8 +394,9 @@ class AutoModel:
         """(JSON-able config, tensors) for a model directory."""
         config = {
             "horizon": self.horizon,
-            "season": self.season,
+            "season": list(self.seasons) if len(self.seasons) > 1 else self.season,
             "settings": asdict(self.settings),
+            "skipped": self.skipped_,
             "lookbacks": self.lookbacks_,
             "origins": self.origins_,
             "statistical": self.statistical_,
@@ -258,8 +405,8 @@ class AutoModel:
             "notes": self.notes_,
             "members": [
                 {
-                    "lookback": m.lookback, "loss": m.loss, "seed": m.seed, "epochs": m.epochs,
-                    "architecture": m.model.get_config(),
+                    "family": m.family, "lookback": m.lookback, "loss": m.loss, "seed": m.seed,
+                    "epochs": m.epochs, "architecture": m.model.get_config(),
                 }
                 for m in self.members_
             ],
@@ -271,16 +418,20 @@ class AutoModel:
 
     @classmethod
     def from_state(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> AutoModel:
-        settings = dict(config["settings"])
-        for key in ("lookbacks", "losses", "seeds", "statistical"):
-            if settings[key] is not None:
+        known = {f.name for f in fields(AutoSettings)}
+        # older directories: arima_max_points (now arima_budget), no families
+        settings = {k: v for k, v in config["settings"].items() if k in known}
+        for key in ("lookbacks", "losses", "seeds", "statistical", "families"):
+            if settings.get(key) is not None:
                 settings[key] = tuple(settings[key])
         model = cls(config["horizon"], config["season"], AutoSettings(**settings))
+        model.skipped_ = dict(config.get("skipped", {}))
         model.lookbacks_ = [int(v) for v in config["lookbacks"]]
         model.origins_ = int(config["origins"])
         model.statistical_ = list(config["statistical"])
         model.unavailable_ = config["notes"].get("statistical_unavailable")
-        model.choice_ = str(config["choice"])
+        # older directories name the fully connected networks' median "nn"
+        model.choice_ = "+".join("mlp" if m == "nn" else m for m in config["choice"].split("+"))
         model.scores_ = list(config["backtest_scores"])
         model.notes_ = dict(config["notes"])
         model.residuals_ = tensors["residuals"].double().numpy().reshape(-1, model.horizon)
@@ -292,21 +443,32 @@ class AutoModel:
                 {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             )
             model.members_.append(
-                _Member(spec["lookback"], spec["loss"], spec["seed"], spec["epochs"], net.eval())
-            )
+                _Member(spec["lookback"], spec["loss"], spec["seed"], spec["epochs"], net.eval(),
+                        spec.get("family", "mlp"))
+            )  # fmt: skip
         return model
 
     def describe(self) -> str:
         best = self.scores_[0] if self.scores_ else None
         metric = self.settings.metric
         score = f" (backtest {_METRIC_NAMES[metric]} {best[metric]:.2f})" if best else ""
+        counts = {}
+        for m in self.members_:
+            counts[m.family] = counts.get(m.family, 0) + 1
+        nets = ", ".join(f"{n} {f}" for f, n in counts.items()) or "no networks"
+        seasons = ",".join(map(str, self.seasons)) or "none"
+        skipped = f"; left out {', '.join(self.skipped_)}" if self.skipped_ else ""
         return (
-            f"auto: {len(self.members_)} networks + {', '.join(self.statistical_) or 'none'}; "
-            f"chose {self.choice_}{score}"
+            f"auto (seasons {seasons}): {nets} + {', '.join(self.statistical_) or 'no statistics'}"
+            f"; chose {self.choice_}{score}{skipped}"
         )
 
 
 _METRIC_NAMES = {"smape": "sMAPE", "mase": "MASE", "mape": "MAPE"}
+
+
+def _seconds(value: float) -> str:
+    return "unbounded" if value == math.inf else f"{value:.1f} s"
 
 
 def _band(point: np.ndarray, radius: np.ndarray, transforms) -> tuple[np.ndarray, np.ndarray]:
@@ -336,7 +498,7 @@ class _Backtest:
     values: list[np.ndarray]
     horizon: int
     origins: int
-    season: int
+    seasons: tuple[int, ...]
     series: np.ndarray  # (windows,) which series each backtest window belongs to
     ends: np.ndarray  # (windows,) its last input index
     # each series' normalisation, from the points before its earliest origin
@@ -346,10 +508,16 @@ class _Backtest:
         for i, v in enumerate(self.values):
             end = self._train_end(i)
             if end >= 1:
-                self.transforms[i] = pipeline.fit_transform(v[:end], self.season)
+                self.transforms[i] = pipeline.fit_transform(v[:end], self.seasons)
+
+    @property
+    def season(self) -> int:
+        """The shortest season (1 without one): MASE's and the noise scale's lag."""
+        return self.seasons[0] if self.seasons else 1
 
     @classmethod
-    def cut(cls, values: list[np.ndarray], horizon: int, season: int, origins: int) -> _Backtest:
+    def cut(cls, values: list[np.ndarray], horizon: int, seasons: tuple[int, ...],
+            origins: int) -> _Backtest:  # fmt: skip
         series, ends = [], []
         for i, v in enumerate(values):
             first = len(v) - horizon - origins  # index of the earliest backtest target
@@ -357,7 +525,8 @@ class _Backtest:
                 for k in range(origins):
                     series.append(i)
                     ends.append(first - 1 + k)
-        return cls(values, horizon, origins, season, np.array(series, int), np.array(ends, int))
+        return cls(values, horizon, origins, tuple(seasons), np.array(series, int),
+                   np.array(ends, int))  # fmt: skip
 
     @property
     def empty(self) -> bool:

@@ -1,10 +1,12 @@
 """The members of `model="auto"` and how they are combined.
 
-Neural members: one global network per (input window, loss, seed), trained on the windows of
-every series (`seqcast.data.pipeline`); the ensemble's forecast is their median, as in the
-N-BEATS ensembles. Statistical members: statsforecast's AutoETS, AutoTheta, AutoARIMA or
-AutoCES, fit on each series alone. A combination is the mean of some members' forecasts;
-`seqcast.selection` picks one by backtest.
+Neural members: one global network per (family, input window, loss, seed), trained on the
+windows of every series (`seqcast.data.pipeline`); each family's forecast is the median of its
+networks, as in the N-BEATS ensembles. The families: "mlp", fully connected over the window;
+"rnn", stacked recurrent layers; "cnn", causal dilated convolutions (WaveNet) whose receptive
+field covers the window. Statistical members (`seqcast.statistical`) fit each series alone. A
+combination is the mean of some members' forecasts; `seqcast.selection` picks one by
+backtest.
 
 Targets for the neural members travel as one tensor of shape (batch, horizon, 6) so that the
 losses can score forecasts on the series' own scale:
@@ -20,23 +22,21 @@ losses can score forecasts on the series' own scale:
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 
 from seqcast import training
 from seqcast.errors import SeqcastError
-from seqcast.layers import Dense, Flatten
+from seqcast.layers import GRU, Dense, Flatten, WaveNet
+from seqcast.models.heads import LastStep
 from seqcast.sequential import Sequential
 
 log = logging.getLogger(__name__)
 
 TARGET, MASK, OFFSET, SCALE, IS_LOG, MASE = range(6)
-STATISTICAL = ("ets", "theta", "arima", "ces")
 
 
 # -- losses on the series' own scale ------------------------------------------------------------
@@ -86,14 +86,33 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 
 
 # -- neural members -----------------------------------------------------------------------------
-def network(lookback: int, horizon: int, units: int) -> Sequential:
-    """A fully connected network over the window and its mask (N-BEATS' block without the
-    basis expansion): two hidden ReLU layers, one linear output per horizon step."""
-    return Sequential(
-        [Flatten(), Dense(units, activation="relu"), Dense(units, activation="relu"),
-         Dense(horizon)],
-        input_shape=(lookback, 2),
-    )  # fmt: skip
+def network(
+    lookback: int, horizon: int, units: int, family: str = "mlp", seasons: tuple[int, ...] = ()
+) -> Sequential:
+    """The network of one family over a window of `lookback` steps and its mask channel, with
+    one linear output per horizon step."""
+    if family == "mlp":  # N-BEATS' block without the basis expansion
+        body = [Flatten(), Dense(units, activation="relu"), Dense(units, activation="relu")]
+    elif family == "rnn":
+        width = max(16, units // 4)
+        body = [GRU(width, return_sequences=True), GRU(width), Dense(units, activation="relu")]
+    elif family == "cnn":
+        width = max(16, units // 8)
+        rates = _dilations(lookback)
+        body = [WaveNet(width, kernel_size=2, dilation_rates=rates), LastStep(),
+                Dense(units, activation="relu")]  # fmt: skip
+    else:
+        raise SeqcastError(f"unknown network family {family!r}; expected mlp, rnn or cnn")
+    return Sequential([*body, Dense(horizon)], input_shape=(lookback, 2))
+
+
+def _dilations(lookback: int) -> tuple[int, ...]:
+    """1, 2, 4, ... until a kernel-2 stack sees the whole window."""
+    rates, reach = [], 1
+    while reach < lookback:
+        rates.append(2 ** len(rates))
+        reach += rates[-1]
+    return tuple(rates) or (1,)
 
 
 def train_member(
@@ -102,63 +121,18 @@ def train_member(
     loss: str,
     settings: training.TrainSettings,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
+    on_epoch_end=None,
 ) -> training.History:
     """Train `model` in place with the named loss through the one training loop."""
     settings = training.TrainSettings(**{**vars(settings), "loss": LOSSES[loss]})
-    return training.fit_arrays(model, data[0], data[1], settings, validation)
+    return training.fit_arrays(
+        model, data[0], data[1], settings, validation, on_epoch_end=on_epoch_end
+    )
 
 
 def member_forecast(model: Sequential, x: np.ndarray) -> np.ndarray:
     """Forecasts relative to each window's level, (windows, horizon)."""
     return training.predict_arrays(model, x.astype(np.float32), batch_size=4096).astype(np.float64)
-
-
-# -- statistical members ------------------------------------------------------------------------
-def statistical_forecasts(
-    series: Sequence[np.ndarray], season: int, horizon: int, members: Sequence[str], n_jobs: int
-) -> dict[str, np.ndarray]:
-    """(series, horizon) forecasts of each statistical member, each series fit on its own."""
-    if not members:
-        return {}
-    from statsforecast import StatsForecast
-    from statsforecast.models import AutoARIMA, AutoCES, AutoETS, AutoTheta, Naive
-
-    makers = {"ets": AutoETS, "theta": AutoTheta, "arima": AutoARIMA, "ces": AutoCES}
-    models = [makers[name](season_length=max(season, 1)) for name in members]
-    ids = np.repeat(np.arange(len(series)), [len(s) for s in series])
-    frame = pd.DataFrame(
-        {
-            "unique_id": ids,
-            "ds": np.concatenate([np.arange(len(s)) for s in series]),
-            "y": np.concatenate(series),
-        }
-    )
-    engine = StatsForecast(models=models, freq=1, n_jobs=n_jobs, fallback_model=Naive())
-    with warnings.catch_warnings():
-        # ETS on very short series divides by zero degrees of freedom in its variance, which
-        # point forecasts do not use
-        warnings.simplefilter("ignore", RuntimeWarning)
-        out = engine.forecast(df=frame, h=horizon)
-    out = out.sort_values(["unique_id", "ds"], kind="stable")
-    columns = [type(m).__name__ if str(m) == type(m).__name__ else str(m) for m in models]
-    return {
-        name: out[column].to_numpy(np.float64).reshape(len(series), horizon)
-        for name, column in zip(members, columns, strict=True)
-    }
-
-
-def available_statistical(requested: Sequence[str]) -> tuple[list[str], str | None]:
-    """The requested statistical members that can run here, and why the others cannot."""
-    unknown = [m for m in requested if m not in STATISTICAL]
-    if unknown:
-        raise SeqcastError(
-            f"unknown statistical member {unknown[0]!r}; expected some of {', '.join(STATISTICAL)}"
-        )
-    try:
-        import statsforecast  # noqa: F401
-    except ImportError as err:
-        return [], f"statsforecast is not importable ({err}); install seqcast's dependencies"
-    return list(requested), None
 
 
 # -- combinations -------------------------------------------------------------------------------

@@ -11,6 +11,10 @@ y_1..y_n with season length m:
          Theta method's M3/M4 code); c = 0 otherwise
     z_t = u_t - c_(t mod m)
 
+With several seasons (hourly data: 24 and 168), each is tested and estimated in turn on
+what the shorter ones leave, twice over (MSTL's order and iteration), and c is their sum,
+a pattern of period L = lcm(seasons).
+
 A window over z is shifted by its last observed value (its level), so the network sees and
 predicts changes relative to now: on the log scale these are ratios, whatever the series'
 size. Forecasts go back through u = z + c, y = exp(u) (or u * s).
@@ -26,12 +30,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SeriesTransform", "fit_transform", "is_seasonal", "seasonal_components", "windows"]
+__all__ = [
+    "SeriesTransform",
+    "as_seasons",
+    "fit_transform",
+    "is_seasonal",
+    "seasonal_components",
+    "seasons_for_freq",
+    "windows",
+]
 
 #: points a series needs before a backtest origin to take part in the backtest
 MIN_HISTORY = 3
 #: the one-sided 90% normal quantile of the seasonality test
 _T_CRIT = 1.645
+#: rounds of estimating each season on what the others leave (MSTL's default)
+_SEASON_ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -40,7 +54,7 @@ class SeriesTransform:
 
     log: bool
     scale: float  # divides y when not `log`
-    season: np.ndarray  # (m,) components of u, indexed by time position mod m
+    season: np.ndarray  # (L,) components of u, indexed by time position mod L
     n: int  # length of the history the transform was fit on (forecasts continue from n)
 
     @property
@@ -99,8 +113,49 @@ def seasonal_components(u: np.ndarray, m: int) -> np.ndarray:
     return comps - comps.mean()
 
 
-def fit_transform(y: np.ndarray, m: int) -> SeriesTransform:
-    """The transform of one series (finite values, at least one point)."""
+def as_seasons(season) -> tuple[int, ...]:
+    """Season lengths as a sorted tuple without 1s: 12 -> (12,), [168, 24] -> (24, 168),
+    None or 1 -> ()."""
+    if season is None:
+        return ()
+    values = [season] if np.isscalar(season) else list(season)
+    return tuple(sorted({int(m) for m in values if int(m) > 1}))
+
+
+#: the usual seasons of each pandas frequency (by its base unit), longest last
+_USUAL_SEASONS = {
+    "min": lambda n: (60 // n * 24, 60 // n * 24 * 7) if 60 % n == 0 else (),
+    "h": lambda n: (24 // n, 24 // n * 7) if 24 % n == 0 else (),
+    "D": lambda n: (7,) if n == 1 else (),
+    "B": lambda n: (5,) if n == 1 else (),
+    "W": lambda n: (52,) if n == 1 else (),
+    "M": lambda n: (12,) if n == 1 else (),
+    "Q": lambda n: (4,) if n == 1 else (),
+}
+
+
+def seasons_for_freq(freq) -> tuple[int, ...]:
+    """The usual seasons of a pandas frequency: half-hourly (48, 336), hourly (24, 168),
+    daily (7,), business-daily (5,), weekly (52,), monthly (12,), quarterly (4,); () for
+    yearly data, integer time steps and anything else."""
+    if not isinstance(freq, str):
+        return ()
+    try:
+        import pandas as pd
+
+        offset = pd.tseries.frequencies.to_offset(freq)
+    except ValueError:
+        return ()
+    name = type(offset).__name__
+    n = int(getattr(offset, "n", 1))
+    base = {"Minute": "min", "Hour": "h", "Day": "D", "BusinessDay": "B", "Week": "W",
+            "MonthBegin": "M", "MonthEnd": "M", "QuarterBegin": "Q", "QuarterEnd": "Q"}.get(name)  # fmt: skip
+    return tuple(m for m in _USUAL_SEASONS[base](n) if m > 1) if base else ()
+
+
+def fit_transform(y: np.ndarray, m) -> SeriesTransform:
+    """The transform of one series (finite values, at least one point); `m` is a season
+    length or several (`as_seasons`)."""
     y = np.asarray(y, dtype=np.float64)
     log = bool(np.all(y > 0))
     if log:
@@ -111,8 +166,24 @@ def fit_transform(y: np.ndarray, m: int) -> SeriesTransform:
         if scale == 1.0 and len(y) and np.abs(y).max() > 0:
             scale = float(np.abs(y).max())
     u = np.log(y) if log else y / scale
-    season = seasonal_components(u, m) if is_seasonal(u, m) else np.zeros(max(m, 1))
-    return SeriesTransform(log=log, scale=scale, season=season, n=len(y))
+    return SeriesTransform(log=log, scale=scale, season=_components(u, as_seasons(m)), n=len(y))
+
+
+def _components(u: np.ndarray, seasons: tuple[int, ...]) -> np.ndarray:
+    """The summed seasonal components of u over one period L = lcm(seasons): each season
+    tested and estimated on u less the others' current estimates, shortest first, twice over
+    (one pass for a single season)."""
+    period = int(np.lcm.reduce(seasons)) if seasons else 1
+    comps = {m: np.zeros(m) for m in seasons}
+    t = np.arange(len(u))
+    rounds = _SEASON_ROUNDS if len(seasons) > 1 else 1
+    for _ in range(rounds):
+        for m in seasons:
+            others = sum((c[t % len(c)] for k, c in comps.items() if k != m), np.zeros(len(u)))
+            rest = u - others
+            comps[m] = seasonal_components(rest, m) if is_seasonal(rest, m) else np.zeros(m)
+    positions = np.arange(period)
+    return sum((c[positions % len(c)] for c in comps.values()), np.zeros(period))
 
 
 def windows(

@@ -229,6 +229,7 @@ def _fit_lightning(
         checkpoints = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
         trainer = pl.Trainer(
             max_epochs=settings.epochs,
+            max_time=None if settings.time_limit is None else {"seconds": settings.time_limit},
             accelerator=settings.accelerator,
             devices=settings.devices,
             num_nodes=settings.num_nodes,

@@ -90,6 +90,11 @@ def _fit_lean(model, x, y, settings, val, metric_map, on_epoch_end) -> History:
         return _lean_loop(model, x, y, settings, val, metric_map, device, on_epoch_end)
 
 
+def _out_of_time(settings, history: History) -> bool:
+    limit = settings.time_limit
+    return limit is not None and sum(history.seconds_per_epoch) >= limit
+
+
 def _lean_loop(model, x, y, settings, val, metric_map, device, on_epoch_end) -> History:
     """Shuffle, step, clip, schedule, guard, validate, report, checkpoint, stop early."""
     if settings.seed is not None:
@@ -164,6 +169,8 @@ def _lean_loop(model, x, y, settings, val, metric_map, device, on_epoch_end) -> 
         _announce(epoch, values, seconds, settings, on_epoch_end)
         if best is not None and best.should_stop(values["val_loss"], model):
             run.stopped = True
+        if not run.stopped and run.epoch + 1 < settings.epochs and _out_of_time(settings, history):
+            run.stopped = history.stopped_at_time_limit = True
         run.next_epoch(batches.generator.get_state())
         last = run.stopped or run.epoch == settings.epochs
         if saver is not None and (saver.every is None or last or saver.due(run.global_step)):

@@ -46,6 +46,7 @@ class History:
 
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds_per_epoch: list[float] = field(default_factory=list)
+    stopped_at_time_limit: bool = False  # TrainSettings.time_limit ended the run
 
     @property
     def epochs(self) -> int:
@@ -103,6 +104,9 @@ class TrainSettings:
     # epoch's mean step loss passes `divergence_factor` times the first step's; None: only the
     # non-finite check
     divergence_factor: float | None = 1e4
+    # seconds of training: the run stops after the epoch in which they pass (at least one
+    # epoch; early stopping's best weights are still restored), and History says so
+    time_limit: float | None = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> TrainSettings:
@@ -120,7 +124,7 @@ class TrainSettings:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if not callable(self.loss):
             check_choice("loss", self.loss, LOSSES)
-        for name in ("lr", "clip_norm", "clip_value"):
+        for name in ("lr", "clip_norm", "clip_value", "time_limit"):
             if getattr(self, name) is not None:
                 _check_positive_float(name, getattr(self, name))
         if self.clip_norm is not None and self.clip_value is not None:
