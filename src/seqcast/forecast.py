@@ -3,6 +3,7 @@ data, model, strategy, trainer and intervals together; each step's work lives in
 module:
 
     data.preprocess   per-series scaling, local level, windows, last windows, inverse
+    data.normalized   normalize="auto": model="auto"'s per-series log / season / level
     training          the training loop
     strategies        direct / recursive / seq2seq forecasts from a window
     uncertainty       conformal and MC-dropout intervals
@@ -18,6 +19,7 @@ module:
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,8 @@ import pandas as pd
 import torch
 
 from seqcast import auto, model_dir, scoring, strategies, stream_fit, training, uncertainty
-from seqcast.data import frames
+from seqcast.data import frames, pipeline
+from seqcast.data.normalized import NORMALIZE, NormalizedPipeline
 from seqcast.data.preprocess import (
     SCALERS,
     LastWindows,
@@ -38,6 +41,8 @@ from seqcast.data.stream import is_parquet_source
 from seqcast.errors import NotFittedError, SeqcastError, check_choice
 from seqcast.models import BASELINES, ModelSpec, build_model
 from seqcast.sequential import Sequential
+
+log = logging.getLogger(__name__)
 
 score = scoring.score  # where it was before the scoring module; kept for existing imports
 MC_COVERAGE_WINDOWS = 2000  # held-out windows that measure MC-dropout coverage, at most
@@ -56,6 +61,10 @@ class Forecaster:
     with statistical forecasts, chosen by backtest), which needs only `horizon` and `season`
     and takes `auto_options` (fields of `seqcast.auto.AutoSettings`) instead of the network
     and training arguments.
+    `normalize="auto"` puts each series on the scale model="auto"'s networks use instead of
+    `scaler` and `local_level` (`seqcast.data.normalized`: log ratios to the window's last
+    value for a positive series, deseasonalised where a season of length `season` is found);
+    None (the default) scales by `scaler` as before.
     """
 
     def __init__(
@@ -64,12 +73,13 @@ class Forecaster:
         window: int = 24,
         horizon: int = 12,
         strategy: str = "direct",
-        season: int | None = None,
+        season: int | list[int] | None = None,
         units: int = 20,
         dropout: float = 0.0,
         covariates: list[str] | None = None,
         scaler: str | None = "standard",
         local_level: bool = True,
+        normalize: str | None = None,
         epochs: int = 100,
         batch_size: int = 32,
         optimizer: str = "adam",
@@ -109,13 +119,16 @@ class Forecaster:
         self._context_windows = None  # computed on first use, for this frame only
 
     # -- fit ------------------------------------------------------------------------------------
-    def fit(self, data: Any, *, on_epoch_end=None, callbacks=None, **load_options) -> Forecaster:
+    def fit(
+        self, data: Any, *, on_epoch_end=None, callbacks=None, on_progress=None, **load_options
+    ) -> Forecaster:
         """Train on every series of `data` (a path, frame, array or Series; `load_options` go
         to `seqcast.data.load_frame`; a directory of Parquet parts, or a `ParquetSource`, is
         streamed: see `seqcast.stream_fit`). `on_epoch_end(epoch, values)` and Lightning
-        `callbacks` go to the training loop. Missing values are an error: fill them first
-        (`--impute`)."""
+        `callbacks` go to the training loop; model="auto" reports `on_progress(member, done,
+        total)` instead. Missing values are an error: fill them first (`--impute`)."""
         self._hooks = {"on_epoch_end": on_epoch_end, "callbacks": callbacks}
+        self._progress = on_progress
         start = time.perf_counter()
         vars(self).pop("model_", None)  # a fit that raises leaves the Forecaster unfitted
         self._check_params()
@@ -136,8 +149,7 @@ class Forecaster:
 
     def _fit_network(self, frame: pd.DataFrame, spec: ModelSpec) -> None:
         steps = _steps(spec)
-        pipeline = WindowPipeline(self.window, self.scaler, self.local_level, self._covariates)
-        pipeline.fit(frame)
+        pipeline = self._pipeline().fit(frame)
         model = self._build(spec)
         dtype = torch.empty(0, dtype=_param_dtype(model)).numpy().dtype  # the model's dtype
         x, y, series, starts = pipeline.training_windows(frame, steps, spec.strategy, dtype)
@@ -162,19 +174,39 @@ class Forecaster:
         self.context_ = self.context_.reset_index(drop=True)
         self.context_scaling_ = self.pipeline_.scaling(frame)
 
+    def _pipeline(self) -> WindowPipeline | NormalizedPipeline:
+        if self.normalize == "auto":
+            return NormalizedPipeline(self.window, self.season, self.validation_size)
+        return WindowPipeline(self.window, self.scaler, self.local_level, self._covariates)
+
     def _fit_auto(self, frame: pd.DataFrame) -> None:
         if self._covariates:
             raise SeqcastError("model='auto' forecasts from the target alone; drop `covariates`")
         options = dict(self.auto_options or {})
         if self.seed is not None:
             options.setdefault("seeds", (int(self.seed),))
-        self.auto_ = auto.AutoModel(self.horizon, self.season, auto.AutoSettings(**options))
-        self.auto_.fit(_values_by_series(frame))
+        season = self.season
+        if season is None:  # the usual seasons of the time stamps' frequency
+            season = pipeline.seasons_for_freq(self.freq_)
+            if season:
+                log.info("auto: seasons %s inferred from the %s time stamps",
+                         ", ".join(map(str, season)), self.freq_)  # fmt: skip
+        self.auto_ = auto.AutoModel(self.horizon, season, auto.AutoSettings(**options))
+        self.auto_.season_inferred_ = self.season is None and bool(season)
+        self.auto_.fit(_values_by_series(frame), progress=self._progress)
         self.model_, self.strategy_, self.calibration_ = None, "direct", "backtest"
         self.context_ = frame.reset_index(drop=True)  # the statistical members refit on it all
 
     def _check_params(self) -> None:
         check_choice("scaler", self.scaler, SCALERS)
+        if not any(self.normalize is c or (isinstance(c, str) and self.normalize == c)
+                   for c in NORMALIZE):  # fmt: skip
+            raise SeqcastError(f"`normalize` must be one of None, 'auto', got {self.normalize!r}")
+        if self.normalize == "auto" and self._covariates and self.model != "auto":
+            raise SeqcastError(
+                "normalize='auto' normalises the target alone; drop `covariates` or use "
+                "normalize=None (the per-series `scaler` scales covariates too)"
+            )
         check_choice("interval_method", self.interval_method, uncertainty.METHODS)
         if not 0.0 <= float(self.validation_size) < 1.0:
             raise SeqcastError(f"`validation_size` must be in [0, 1), got {self.validation_size!r}")
@@ -188,6 +220,24 @@ class Forecaster:
             raise SeqcastError(
                 "`model` must be a model name or a seqcast Sequential, "
                 f"got {type(self.model).__name__}"
+            )
+        self._check_seasons()
+
+    def _check_seasons(self) -> None:
+        """Several seasons (a list) are for model='auto'; one season is checked with the
+        model's spec."""
+        if self.season is None or np.isscalar(self.season):
+            return
+        seasons = list(self.season)
+        if not seasons or any(isinstance(m, bool) or not isinstance(m, (int, np.integer))
+                              or m < 1 for m in seasons):  # fmt: skip
+            raise SeqcastError(
+                f"`season` must be a positive integer or a list of them, got {self.season!r}"
+            )
+        if self.model != "auto":
+            raise SeqcastError(
+                f"several seasons ({', '.join(map(str, seasons))}) are for model='auto'; give "
+                f"{self.model_name!r} one season, e.g. season={max(seasons)}"
             )
 
     @property

@@ -314,13 +314,16 @@ SCALING_PREFIX = "scaling."  # the context series' scaler parameters (format 3)
 
 
 def context_to_tensors(
-    frame: pd.DataFrame, scaling: tuple[np.ndarray, np.ndarray] | None = None
+    frame: pd.DataFrame,
+    scaling: tuple[np.ndarray, np.ndarray] | dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """A long frame as typed tensors plus a small JSON description, for model.safetensors:
     values as float64, time stamps as int64 (nanoseconds since the epoch, in UTC, for dates;
     the time zone kept by name), ids as runs of (id, length) since rows come grouped by series.
     Nothing is rounded or turned into text, unlike a JSON list of dates. `scaling`, the
-    series' (loc, scale) arrays of shape (series, columns), is kept as float64 beside it."""
+    series' (loc, scale) arrays of shape (series, columns), or named arrays with one row per
+    series (normalize="auto"'s transforms, their shapes in the description), is kept as
+    float64 beside it."""
     ds = frame["ds"]
     is_time = pd.api.types.is_datetime64_any_dtype(ds)
     tz = str(ds.dt.tz) if is_time and ds.dt.tz is not None else None
@@ -340,9 +343,12 @@ def context_to_tensors(
         "unit": ds.dt.unit if is_time else None,  # pandas' resolution, restored on load
         "scaling": scaling is not None,
     }
-    if scaling is not None:
-        for name, values in zip(("loc", "scale"), scaling, strict=True):
-            tensors[SCALING_PREFIX + name] = torch.as_tensor(np.asarray(values, np.float64))
+    if isinstance(scaling, dict):
+        meta["scaling"] = {k: list(np.shape(v)) for k, v in scaling.items()}
+    elif scaling is not None:
+        scaling = dict(zip(("loc", "scale"), scaling, strict=True))
+    for name, values in (scaling or {}).items():
+        tensors[SCALING_PREFIX + name] = torch.as_tensor(np.asarray(values, np.float64))
     return tensors, meta
 
 
@@ -352,7 +358,10 @@ def context_spec(meta: dict[str, Any]) -> dict[str, TensorSpec]:
         rows = sum(int(n) for _, n in meta["ids"])
         spec = {CONTEXT_PREFIX + "ds": (torch.int64, (rows,))}
         spec |= {CONTEXT_PREFIX + str(c): (torch.float64, (rows,)) for c in meta["columns"]}
-        if meta.get("scaling"):
+        if isinstance(meta.get("scaling"), dict):  # named arrays, shapes given
+            spec |= {SCALING_PREFIX + str(k): (torch.float64, tuple(int(d) for d in shape))
+                     for k, shape in meta["scaling"].items()}  # fmt: skip
+        elif meta.get("scaling"):
             shape = (len(meta["ids"]), len(meta["columns"]))
             spec |= {SCALING_PREFIX + k: (torch.float64, shape) for k in ("loc", "scale")}
     except (KeyError, TypeError, ValueError) as err:
@@ -368,6 +377,12 @@ def scaling_from_tensors(tensors: dict[str, torch.Tensor]) -> tuple[np.ndarray, 
     if SCALING_PREFIX + "loc" not in tensors:
         return None
     return tuple(tensors[SCALING_PREFIX + k].double().numpy() for k in ("loc", "scale"))
+
+
+def scaling_arrays(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Every array `context_to_tensors` kept beside the context, by name."""
+    n = len(SCALING_PREFIX)
+    return {k[n:]: v.double().numpy() for k, v in tensors.items() if k.startswith(SCALING_PREFIX)}
 
 
 def context_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> pd.DataFrame:

@@ -7,7 +7,8 @@ without data:
                        MC-dropout's held-out coverage at levels 1..99 (or null), the training
                        history (per epoch), the context's description (its ids)
     scaler.json        the scaler's kind and settings
-    model.safetensors  the weights ("model."), the context ("context.", "scaling.")
+    model.safetensors  the weights ("model."), the context ("context.", and "scaling.": its
+                       scaler parameters, or normalize="auto"'s per-series transforms)
 
 Loading checks the weights file's header against what config.json implies (names, dtypes,
 shapes, built on PyTorch's "meta" device so nothing is allocated) before reading any tensor.
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from seqcast import __version__, auto, io, scoring
+from seqcast.data.normalized import NormalizedPipeline, SeriesTransforms
 from seqcast.data.preprocess import SeriesScaling, WindowPipeline, scaling_from_state
 from seqcast.errors import SeqcastError
 from seqcast.sequential import Sequential
@@ -44,7 +46,10 @@ def save(fc: Forecaster, path: Path, context: bool = True) -> Path:
     tensors, meta = {}, None
     if context and fc.context_ is not None:  # None: fit from Parquet parts keeps no context
         scaling = getattr(fc, "context_scaling_", None)
-        pair = None if scaling is None else (scaling.loc, scaling.scale)
+        if isinstance(scaling, SeriesTransforms):  # normalize="auto": named arrays
+            pair = scaling.arrays()
+        else:
+            pair = None if scaling is None else (scaling.loc, scaling.scale)
         tensors, meta = io.context_to_tensors(fc.context_, pair)
     config = {
         "seqcast_version": __version__,
@@ -115,7 +120,7 @@ def _restore(cls: type[Forecaster], config: dict, state: dict, scaler: dict) -> 
     """A Forecaster from a model directory's parts; version 1 directories kept their context
     as JSON and their weights without a prefix; versions 1 and 2 kept per-series scaler
     parameters (used for the context only) and the raw conformal residuals."""
-    params = dict(config["params"])
+    params = {"normalize": None} | dict(config["params"])  # older directories lack it
     version = config.get("format_version", 1)
     weights, context = io.split_state(state)
     if version >= 2:
@@ -143,9 +148,12 @@ def _restore(cls: type[Forecaster], config: dict, state: dict, scaler: dict) -> 
     fc.model_, fc.strategy_ = model.eval(), config["strategy"]
     fc.conformal_ = _conformal(config, version, fc.horizon)
     fc.mc_coverage_ = _mc_coverage(config.get("mc_coverage"))  # absent in older directories
-    fc.pipeline_ = WindowPipeline.from_dict(
-        fc.window, fc.scaler, fc.local_level, fc._covariates, scaler
-    )
+    if fc.normalize == "auto":
+        fc.pipeline_ = NormalizedPipeline.restored(fc.window, fc.season, fc.validation_size)
+    else:
+        fc.pipeline_ = WindowPipeline.from_dict(
+            fc.window, fc.scaler, fc.local_level, fc._covariates, scaler
+        )
     fc.context_scaling_ = _context_scaling(fc, context, meta, scaler, version)
     return fc
 
@@ -188,9 +196,12 @@ def _check_finite_forecast(fc: Forecaster) -> None:
         )
 
 
-def _context_scaling(fc, context, meta, scaler, version) -> SeriesScaling | None:
+def _context_scaling(fc, context, meta, scaler, version) -> SeriesScaling | SeriesTransforms | None:
     """The context series' training-time scaling: stored beside them (format 3), or read
-    from the per-series scaler.json of older directories."""
+    from the per-series scaler.json of older directories; normalize="auto"'s transforms."""
+    if meta is not None and fc.normalize == "auto":
+        ids = [str(i) for i, _ in meta["ids"]]
+        return SeriesTransforms.from_arrays(ids, io.scaling_arrays(context))
     if meta is None or fc.scaler is None:
         return None
     if version < 3:

@@ -59,6 +59,11 @@ def fit(fc: Forecaster, data: Any, start: float, **options: Any) -> Forecaster:
             "model='auto' fits statistical models on whole series in memory; train a network "
             "(e.g. 'lstm') from Parquet parts, or load the data into a frame first"
         )
+    if fc.normalize == "auto":
+        raise SeqcastError(
+            "normalize='auto' fits each series' transform on its whole training part in "
+            "memory; use normalize=None to train from Parquet parts, or load a frame first"
+        )
     source = data if isinstance(data, ParquetSource) else ParquetSource(
         data, covariates=fc._covariates, **options
     )  # fmt: skip
