@@ -137,6 +137,8 @@ class AutoModel:
         # the shortest season: MASE's lag, the noise scale's and the windows' span
         self.season = self.seasons[0] if self.seasons else 1
         self.settings = (settings or AutoSettings()).check()
+        self.season_inferred_ = False  # set by the Forecaster when it inferred the seasons
+        self.skipped_: dict[str, str] = {}
 
     # -- fit ------------------------------------------------------------------------------------
     def fit(self, values: list[np.ndarray], progress: Progress | None = None) -> AutoModel:
@@ -163,6 +165,7 @@ class AutoModel:
             "backtest_origins": self.origins_,
             "statistical_unavailable": self.unavailable_,
             "seasons": list(self.seasons),
+            "seasons_inferred": self.season_inferred_,
             "skipped": dict(self.skipped_),
         }
         if self.skipped_:
@@ -206,6 +209,7 @@ class AutoModel:
                     continue
             if histories:
                 try:
+                    started = time.monotonic()
                     out[name] = statistical.forecasts(
                         workers, name, histories, self.seasons, self.horizon, self._deadline,
                         lambda done, total, n=name: self._report(n, done, total),
@@ -213,6 +217,8 @@ class AutoModel:
                 except statistical.TimeLimitReached:
                     self._skip(name, False, "stopped at the time limit")
                     continue
+                log.info("auto member %s: %d backtest fits in %.1f s", name, len(histories),
+                         time.monotonic() - started)  # fmt: skip
             self.statistical_.append(name)
         return out
 
@@ -298,6 +304,7 @@ class AutoModel:
                 self._epoch_hook(label, total - s.epochs, total),
             )  # fmt: skip
         log.info("auto member %s: %d epochs", label, epochs)
+        self._report(label, total, total)  # early stopping ends a member before its last epoch
         return _Member(lookback, loss, seed, epochs, model.eval(), family), rel
 
     def _epoch_hook(self, label: str, offset: int, total: int):
@@ -426,6 +433,7 @@ class AutoModel:
                 settings[key] = tuple(settings[key])
         model = cls(config["horizon"], config["season"], AutoSettings(**settings))
         model.skipped_ = dict(config.get("skipped", {}))
+        model.season_inferred_ = bool(config["notes"].get("seasons_inferred", False))
         model.lookbacks_ = [int(v) for v in config["lookbacks"]]
         model.origins_ = int(config["origins"])
         model.statistical_ = list(config["statistical"])

@@ -42,9 +42,9 @@ STATISTICAL = ("ets", "theta", "arima", "ces")
 #: the longest single season given to a member itself (ETS's seasonal limit, as in R)
 SHORT_SEASON = 24
 #: the fewest recent points a member sees of a long series
-MIN_HISTORY_CAP = 1000
-#: and at least this many of its longest season
-HISTORY_SEASONS = 4
+MIN_HISTORY_CAP = 500
+#: and at least this many of its longest season (MSTL needs two)
+HISTORY_SEASONS = 3
 #: series per task handed to a worker (at least; more when there are many series)
 _MIN_CHUNK = 8
 

@@ -16,12 +16,16 @@ from seqcast.cli.options import (
     Impute,
     ImputeMethod,
     Quiet,
+    Season,
     Target,
     TimeCol,
+    TimeLimit,
     column_options,
+    duration,
     positive,
+    seasons,
 )
-from seqcast.cli.output import epoch_bar, out, table
+from seqcast.cli.output import epoch_bar, member_bars, out, table
 from seqcast.errors import SeqcastError, format_shape
 
 ModelDir = Annotated[Path, typer.Argument(help="directory written by `seqcast fit`")]
@@ -41,7 +45,8 @@ def fit(
     seed: Annotated[int, typer.Option()] = 0,
     lr: Annotated[float | None, typer.Option()] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
-    season: Annotated[int | None, typer.Option()] = None,
+    season: Season = None,
+    time_limit: TimeLimit = None,
     units: Annotated[int, typer.Option()] = 20,
     dropout: Annotated[float, typer.Option()] = 0.0,
     time_col: TimeCol = None,
@@ -86,13 +91,19 @@ def fit(
         ("horizon", horizon),
         ("epochs", epochs),
         ("batch-size", batch_size),
-        ("season", season),
         ("units", units),
         ("checkpoint-every", checkpoint_every),
         ("devices", devices),
         ("num-nodes", num_nodes),
     ):
         positive(name, value)
+    season, limit = seasons(season), duration(time_limit)
+    if limit is not None and model != "auto":
+        raise SeqcastError(f"--time-limit is for model auto, not {model!r}")
+    if isinstance(season, list) and model != "auto":
+        raise SeqcastError(
+            f"several seasons are for model auto; give {model!r} one, e.g. --season {max(season)}"
+        )
     method = missing.impute_method(impute, impute_method)
     placement = dict(devices=devices, num_nodes=num_nodes, accelerator=accelerator,
                      strategy=dist_strategy)  # fmt: skip
@@ -109,6 +120,7 @@ def fit(
         lr=lr,
         batch_size=batch_size,
         progress=False,  # the bar below shows the epochs
+        auto_options=None if limit is None else {"time_limit": limit},
         train_options={
             **{k: v for k, v in placement.items() if v not in (1, "auto")},
             **_checkpoint_options(checkpoint_dir, resume, checkpoint_every),
@@ -118,12 +130,18 @@ def fit(
     data, load_options = missing.gaps_filled(
         data, column_options(time_col, target, id_col), method, seed
     )
-    with epoch_bar(quiet or model == "auto", epochs) as on_epoch_end:
-        fc.fit(data, on_epoch_end=on_epoch_end, **load_options)
+    with (
+        epoch_bar(quiet or model == "auto", epochs) as on_epoch_end,
+        member_bars(quiet or model != "auto") as on_progress,
+    ):
+        fc.fit(data, on_epoch_end=on_epoch_end, on_progress=on_progress, **load_options)
     if not training.is_global_zero():
         return  # every process ends with the same model; the first writes and reports it
     fc.save(out_dir)
     if getattr(fc, "auto_", None) is not None:
+        if fc.auto_.season_inferred_:
+            seasons_found = ", ".join(map(str, fc.auto_.seasons))
+            out.print(f"seasons {seasons_found} inferred from the {fc.freq_} time stamps")
         out.print(f"fitted {fc.auto_.describe()} in {fc.fit_seconds_:.1f} s; saved to {out_dir}")
         return
     loss = fc.history_.history.get("loss", [float("nan")])[-1] if fc.history_ else float("nan")
@@ -261,12 +279,16 @@ def _auto_summary(model) -> None:
     out.print(model.describe())
     members = pd.DataFrame(
         [
-            {"lookback": m.lookback, "loss": m.loss, "seed": m.seed, "epochs": m.epochs,
-             "params": sum(p.numel() for p in m.model.parameters())}
+            {"family": m.family, "lookback": m.lookback, "loss": m.loss, "seed": m.seed,
+             "epochs": m.epochs, "params": sum(p.numel() for p in m.model.parameters())}
             for m in model.members_
         ]
     )  # fmt: skip
-    out.print(table(members, title="networks (their median is 'nn')", digits=0))
+    if len(members):
+        out.print(table(members, title="networks (each family's median is one member)", digits=0))
+    if model.skipped_:
+        skipped = pd.DataFrame([{"member": k, "why": v} for k, v in model.skipped_.items()])
+        out.print(table(skipped, title="left out or stopped (time budget)"))
     if model.scores_:
         out.print(table(pd.DataFrame(model.scores_), title="backtest on the training data"))
     notes = model.notes_

@@ -54,3 +54,31 @@ def epoch_bar(hidden: bool, epochs: int):
     finally:
         if task is not None:  # a bar never started would still print an empty line
             bar.stop()
+
+
+@contextlib.contextmanager
+def member_bars(hidden: bool):
+    """Progress bars on stderr for model="auto", one per member as it runs (series fitted for
+    statistical members, epochs for networks), fed by `Forecaster.fit(on_progress=...)`."""
+    if hidden:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=Console(stderr=True))  # fmt: skip
+    tasks: dict[str, int] = {}
+
+    def on_progress(member: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+        if member not in tasks:
+            tasks[member] = bar.add_task(member, total=total)
+        bar.update(tasks[member], completed=done, total=total)
+
+    try:
+        yield on_progress
+    finally:
+        if tasks:
+            bar.stop()
