@@ -2,8 +2,11 @@
 directory, run as a user runs them."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -64,3 +67,73 @@ def test_fit_without_window_is_only_for_auto(panel, tmp_path):
     assert result.returncode == 2
     assert "--window is required" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of `pid`, from /proc."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_fit_auto_killed_mid_way_leaves_no_process_behind(tmp_path):
+    rng = np.random.default_rng(3)
+    t = np.arange(3000)
+    y = 500 + 0.1 * t + 40 * np.sin(2 * np.pi * t / 52) + rng.normal(0, 8, len(t))
+    data = tmp_path / "weekly.csv"
+    pd.DataFrame({"ds": t, "y": y}).to_csv(data, index=False)
+    cmd = [sys.executable, "-m", "seqcast.cli", "fit", str(data), "--model", "auto",
+           "--horizon", "13", "--season", "52", "--out", str(tmp_path / "m")]  # fmt: skip
+    parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        kids = set()
+        while not kids and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            kids = _children(parent.pid)  # the statistical members' worker processes
+        assert kids, "the fit ended (or stalled) before starting its worker processes"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        time.sleep(5)
+        assert not [k for k in kids if _alive(k)], "processes outlived the killed fit"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_season_and_time_limit_flags_refuse_bad_values(panel, tmp_path):
+    base = ["fit", panel, "--horizon", 4, "--id-col", "store", "--time-col", "week",
+            "--target", "sales", "--out", tmp_path / "m"]  # fmt: skip
+    cases = [
+        (["--model", "auto", "--season", "24,x"], "--season must be a positive integer"),
+        (["--model", "auto", "--time-limit", "ten"], "--time-limit must be a positive duration"),
+        (["--model", "lstm", "--window", 8, "--time-limit", "10s"], "--time-limit is for"),
+        (["--model", "lstm", "--window", 8, "--season", "4,8"], "several seasons are for"),
+    ]
+    for extra, message in cases:
+        result = run(*base, *extra)
+        assert result.returncode == 2, (extra, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
