@@ -148,6 +148,24 @@ def test_compare_writes_leaderboard_sorted_by_mase(tmp_path):
     assert (out / "best_model" / "model.safetensors").exists()
 
 
+def test_compare_normalizes_learned_models_unless_told_not_to(tmp_path):
+    args = ["compare", AIRLINE, "--horizon", 12, "--season", 12, "--models", "linear"]
+    boards = {}
+    for flag in ([], ["--normalize", "none"], ["--normalize", "auto"]):
+        out = tmp_path / ("_".join(flag) or "default")
+        result = run(*args, "--epochs", 5, "--out", out, "--quiet", *flag)
+        assert result.returncode == 0, result.stderr
+        boards[tuple(flag)] = pd.read_csv(out / "leaderboard.csv").set_index("model")["mase"]
+    auto, none = boards[("--normalize", "auto")], boards[("--normalize", "none")]
+    pd.testing.assert_series_equal(boards[()], auto)  # auto is the default
+    assert auto["linear"] != none["linear"]
+    assert auto["seasonal_naive"] == none["seasonal_naive"]  # baselines see the raw series
+    bad = run(*args, "--out", tmp_path / "bad", "--normalize", "log")
+    assert bad.returncode == 2
+    assert "--normalize must be one of none, auto, got 'log'" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_demo_runs_every_model_on_the_airline_data(tmp_path):
     result = run("demo", "--out", tmp_path / "demo", "--epochs", 2, "--quiet")
     assert result.returncode == 0, result.stderr

@@ -17,10 +17,12 @@ from seqcast.cli.options import (
     IdCol,
     Impute,
     ImputeMethod,
+    Normalize,
     Quiet,
     Target,
     TimeCol,
     column_options,
+    normalize_option,
     positive,
 )
 from seqcast.cli.output import out, table
@@ -32,11 +34,13 @@ def demo(
         "seqcast-demo"
     ),
     epochs: Annotated[int, typer.Option(help="training epochs per model")] = 150,
+    normalize: Normalize = "auto",
     quiet: Quiet = False,
 ) -> None:
     """Airline passengers, last 12 months held out: baselines, auto and RNN/CNN models."""
     from seqcast.data.datasets import airline_passengers
 
+    norm = normalize_option(normalize)
     _compare(
         airline_passengers(),
         12,
@@ -49,6 +53,7 @@ def demo(
         quiet,
         {},
         title="Airline passengers, 1960 held out",
+        normalize=norm,
     )
 
 
@@ -68,11 +73,13 @@ def compare(
     id_col: IdCol = None,
     impute: Impute = False,
     impute_method: ImputeMethod = None,
+    normalize: Normalize = "auto",
     quiet: Quiet = False,
 ) -> None:
     """Leaderboard of models (baselines always included) on the last HORIZON points."""
     from seqcast import compare as comparing
 
+    norm = normalize_option(normalize)
     positive("horizon", horizon)
     positive("season", season)
     positive("window", window)
@@ -86,7 +93,10 @@ def compare(
     data, load_options = missing.gaps_filled(
         data, column_options(time_col, target, id_col), method, seed, scored=horizon
     )
-    _compare(data, horizon, season, models, window, epochs, seed, out_dir, quiet, load_options)
+    _compare(
+        data, horizon, season, models, window, epochs, seed, out_dir, quiet, load_options,
+        normalize=norm,
+    )  # fmt: skip
 
 
 def _compare(
@@ -101,6 +111,7 @@ def _compare(
     quiet,
     load_options,
     title: str | None = None,
+    normalize: str | None = "auto",
 ) -> None:
     from seqcast import compare as comparing
     from seqcast import plots
@@ -123,6 +134,7 @@ def _compare(
         load_options=load_options,
         epochs=epochs,
         seed=seed,
+        normalize=normalize,
     )
     board = result.leaderboard
     staging = staged(out_dir)

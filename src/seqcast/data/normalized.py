@@ -127,9 +127,9 @@ class NormalizedWindows:
 
 
 class NormalizedPipeline:
-    def __init__(self, window: int, season: int | None, validation_size: float = 0.0) -> None:
+    def __init__(self, window: int, season: Any, validation_size: float = 0.0) -> None:
         self.window = window
-        self.season = int(season or 1)
+        self.season = 1 if season is None else season  # a length, or several (pipeline's)
         self.validation_size = float(validation_size)
         self._fitted = False
 
@@ -221,7 +221,7 @@ class NormalizedPipeline:
         return {}  # no scaler: the transforms come from each history (or the saved context)
 
     @classmethod
-    def restored(cls, window: int, season: int | None, validation_size: float):
+    def restored(cls, window: int, season: Any, validation_size: float):
         out = cls(window, season, validation_size)
         out._fitted = True
         return out
