@@ -293,3 +293,120 @@ def test_noisier_series_get_wider_intervals_at_the_same_level():
     width = (np.log(pred["y_hi_80"]) - np.log(pred["y_lo_80"])).groupby(pred["unique_id"]).mean()
     smooth, noisy = width[[f"s{i}" for i in range(5)]], width[[f"s{i}" for i in range(5, 10)]]
     assert noisy.min() > 3 * smooth.max()
+
+
+# -- network families ---------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["mlp", "rnn", "cnn"])
+@pytest.mark.parametrize(
+    ("lookback", "seasons"), [(3, ()), (18, (12,)), (54, (12,)), (156, (52,)), (504, (24, 168))]
+)
+def test_every_family_maps_windows_to_the_horizon(family, lookback, seasons):
+    from seqcast.models import families
+
+    torch.manual_seed(0)
+    model = ensemble.network(lookback, 7, 32, family, seasons)
+    out = model(torch.randn(5, lookback, 2))
+    assert tuple(out.shape) == (5, 7) and torch.isfinite(out).all()
+    if family == "cnn":  # the convolutions reach the whole window, so every season in it
+        assert families.receptive_field(model) >= lookback
+    if family == "rnn":  # the recurrence runs at most MAX_STEPS steps, on the compiled kernel
+        lstms = [m for m in model.modules() if isinstance(m, families.DilatedLSTM)]
+        assert lstms and all(m.dilation < families.MAX_STEPS for m in lstms)
+        if seasons and 2 * max(seasons) <= lookback:
+            patch = next((m.size for m in model.modules() if isinstance(m, families.Patches)), 1)
+            assert lstms[-1].dilation == round(max(seasons) / patch)
+
+
+def test_rnn_members_run_the_compiled_lstm_kernel():
+    from seqcast.layers import _compiled
+
+    if not _compiled.available():
+        pytest.skip("the compiled kernels are not available here")
+    model = ensemble.network(36, 6, 32, "rnn", (12,))
+    lstm = next(m for m in model.modules() if isinstance(m, seqcast.layers.LSTM))
+    assert lstm._path(torch.zeros(4, 9, 8), None) == "compiled"
+
+
+def test_dilated_lstm_step_sees_the_state_from_dilation_steps_back():
+    from seqcast.models.families import DilatedLSTM
+
+    torch.manual_seed(0)
+    layer = DilatedLSTM(4, dilation=3, residual=False)
+    layer.build((None, 10, 2))
+    x = torch.randn(2, 10, 2)
+    out = layer(x)
+    for t in (9, 5, 1):  # the plain LSTM over steps ..., t - 6, t - 3, t
+        chain = x[:, t % 3 :: 3][:, : t // 3 + 1]
+        assert torch.allclose(out[:, t], layer.lstm(chain)[:, -1], atol=1e-6)
+    residual = DilatedLSTM(2, dilation=2)
+    residual.build((None, 5, 2))
+    plain = residual.lstm(torch.zeros(1, 1, 2))  # the first step: no state before it
+    assert torch.allclose(residual(torch.zeros(1, 5, 2))[:, 0], plain[:, 0], atol=1e-6)
+
+
+def test_last_step_tcn_equals_the_full_dilated_stack_at_its_last_step():
+    from seqcast.models.families import LastStepTCN
+
+    torch.manual_seed(0)
+    tcn = LastStepTCN(3, depth=3)
+    tcn.build((None, 6, 2))
+    x = torch.randn(2, 6, 2)
+    # the full causal stack over the window padded to 2^3 steps, every step computed
+    h = tcn.inp(torch.nn.functional.pad(x, (0, 0, 2, 0)))
+    skips = 0
+    for k in range(3):
+        d = 2**k
+        older = torch.nn.functional.pad(h, (0, 0, d, 0))[:, : h.shape[1]]
+        z = torch.relu(tcn.convs[k](torch.cat([older, h], dim=-1)))
+        skips = skips + tcn.skip[k](z[:, -1])
+        if k < 2:
+            h = h + tcn.res[k](z)
+    assert torch.allclose(tcn(x), skips, atol=1e-5)
+
+
+def test_auto_with_rnn_and_cnn_members_trains_and_round_trips(tmp_path):
+    frame = _seasonal_frame(n_series=3, length=36)
+    options = {**QUICK, "families": ("rnn", "cnn"), "epochs": 1, "refit": False}
+    fc = seqcast.Forecaster("auto", horizon=6, season=12, auto_options=options).fit(frame)
+    assert {m.family for m in fc.auto_.members_} == {"rnn", "cnn"}
+    assert fc.auto_.choice_ in ensemble.combinations(["rnn", "cnn"])
+    fc.save(tmp_path / "m")
+    back = seqcast.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(back.predict(intervals=[80]), fc.predict(intervals=[80]))
+    config = (tmp_path / "m" / "config.json").read_text()
+    assert "DilatedLSTM" in config and "LastStepTCN" in config
+
+
+def test_a_time_limit_is_honoured_and_what_it_cut_is_named():
+    frame = _seasonal_frame(n_series=4, length=3000, season=24)
+    options = {"epochs": 1000, "patience": 1000, "time_limit": 4.0, "families": ("mlp",)}
+    fc = seqcast.Forecaster("auto", horizon=24, season=24, auto_options=options).fit(frame)
+    assert fc.auto_.fit_seconds_ <= 4.4  # within 10%
+    assert fc.auto_.skipped_, "a 1000-epoch recipe cannot fit in 4 s: something was cut"
+    assert np.isfinite(fc.predict()["y_hat"]).all()
+    assert fc.auto_.notes_["skipped"] == fc.auto_.skipped_
+
+
+def test_several_seasons_reach_the_statistical_members_and_the_networks():
+    frame = _seasonal_frame(n_series=2, length=150, season=6)
+    options = {**QUICK, "statistical": ("ets",), "arima_budget": 0.0}
+    fc = seqcast.Forecaster("auto", horizon=6, season=[12, 6], auto_options=options).fit(frame)
+    assert fc.auto_.seasons == (6, 12) and fc.auto_.season == 6
+    assert fc.auto_.statistical_ == ["ets"] and "6,12" in fc.auto_.describe()
+    assert np.isfinite(fc.predict()["y_hat"]).all()
+
+
+def test_seasons_are_inferred_from_hourly_stamps():
+    frame = _seasonal_frame(n_series=1, length=400, season=24)
+    frame["ds"] = pd.date_range("2024-01-01", periods=400, freq="h")
+    options = {**QUICK, "families": ("mlp",)}
+    fc = seqcast.Forecaster("auto", horizon=12, auto_options=options).fit(frame)
+    assert fc.auto_.seasons == (24, 168) and fc.auto_.season_inferred_
+
+
+def test_several_seasons_are_refused_for_a_single_season_model():
+    frame = _seasonal_frame(n_series=1, length=100)
+    with pytest.raises(SeqcastError, match="several seasons"):
+        seqcast.Forecaster("lstm", window=8, horizon=4, season=[4, 12]).fit(frame)
+    with pytest.raises(SeqcastError, match="positive integer or a list"):
+        seqcast.Forecaster("auto", horizon=4, season=[4, 0]).fit(frame)

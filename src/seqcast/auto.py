@@ -44,6 +44,7 @@ import torch
 from seqcast import ensemble, selection, statistical, training, uncertainty
 from seqcast.data import pipeline
 from seqcast.errors import SeqcastError
+from seqcast.layers import _compiled
 from seqcast.sequential import Sequential
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,8 @@ class AutoModel:
         typical = int(np.median([len(v) for v in values]))
         self.origins_ = selection.origins(len(values), h, typical)
         backtest = _Backtest.cut(values, h, self.seasons, self.origins_)
+        if any(f in NETWORK_FAMILIES for f in s.families):
+            _compiled.build_in_background()  # its first load overlaps the statistical members
         with statistical.Workers(statistical.resolve_jobs(s.n_jobs)) as workers:
             stats = self._statistical_backtest(workers, values, backtest)
             nets = self._fit_networks(values, backtest)
@@ -296,8 +299,11 @@ class AutoModel:
             rel = ensemble.member_forecast(model, val[0])
             if history.stopped_at_time_limit:
                 self.skipped_[label] = f"stopped at its time share after {history.epochs} epochs"
-        if s.refit or val is None:
-            left = seconds - (time.monotonic() - start)
+        left = seconds - (time.monotonic() - start)
+        if val is not None and s.refit and min(left, self._left()) <= 0:
+            # out of time: keep the early-stopped network rather than pass the deadline
+            self.skipped_[label + " refit"] = "no time left; the backtest-trained network is kept"
+        elif s.refit or val is None:
             model = self._network(family, lookback, seed)
             ensemble.train_member(
                 model, all_data, loss, self._train_settings(epochs, None, seed, left), None,

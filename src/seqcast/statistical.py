@@ -152,6 +152,8 @@ class Workers:
         self.close()
 
     def _start(self, count: int) -> None:
+        import statsforecast.models  # noqa: F401  (imported before the fork, never inside it)
+
         context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
         while len(self._procs) < count:
             ours, theirs = context.Pipe()
