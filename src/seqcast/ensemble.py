@@ -29,9 +29,7 @@ import torch
 from torch import Tensor
 
 from seqcast import training
-from seqcast.errors import SeqcastError
-from seqcast.layers import GRU, Dense, Flatten, WaveNet
-from seqcast.models.heads import LastStep
+from seqcast.models import families
 from seqcast.sequential import Sequential
 
 log = logging.getLogger(__name__)
@@ -89,30 +87,9 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 def network(
     lookback: int, horizon: int, units: int, family: str = "mlp", seasons: tuple[int, ...] = ()
 ) -> Sequential:
-    """The network of one family over a window of `lookback` steps and its mask channel, with
-    one linear output per horizon step."""
-    if family == "mlp":  # N-BEATS' block without the basis expansion
-        body = [Flatten(), Dense(units, activation="relu"), Dense(units, activation="relu")]
-    elif family == "rnn":
-        width = max(16, units // 4)
-        body = [GRU(width, return_sequences=True), GRU(width), Dense(units, activation="relu")]
-    elif family == "cnn":
-        width = max(16, units // 8)
-        rates = _dilations(lookback)
-        body = [WaveNet(width, kernel_size=2, dilation_rates=rates), LastStep(),
-                Dense(units, activation="relu")]  # fmt: skip
-    else:
-        raise SeqcastError(f"unknown network family {family!r}; expected mlp, rnn or cnn")
-    return Sequential([*body, Dense(horizon)], input_shape=(lookback, 2))
-
-
-def _dilations(lookback: int) -> tuple[int, ...]:
-    """1, 2, 4, ... until a kernel-2 stack sees the whole window."""
-    rates, reach = [], 1
-    while reach < lookback:
-        rates.append(2 ** len(rates))
-        reach += rates[-1]
-    return tuple(rates) or (1,)
+    """The network of one family (`seqcast.models.families`) over a window of `lookback`
+    steps and its mask channel, with one linear output per horizon step."""
+    return families.build(family, lookback, horizon, units, tuple(seasons))
 
 
 def train_member(
