@@ -70,7 +70,9 @@ class AutoSettings:
     # AutoARIMA joins the statistical members when a timed probe on the longest series puts
     # its fits for the whole recipe (backtest and final) at most this many seconds: its model
     # search costs 10 to 100 times ETS's and grows with the season
-    arima_budget: float = 30.0
+    # (measured on the machine that fits, so a busy machine may leave it out where a quiet one
+    # keeps it: give "arima" in `statistical` to always run it)
+    arima_budget: float = 60.0
     # which member families run: "stat", "mlp", "rnn", "cnn"
     families: tuple[str, ...] = ("stat", "mlp")
     # seconds for the whole fit (None: no limit); see the module docstring
@@ -150,6 +152,7 @@ class AutoModel:
         self._deadline = None if s.time_limit is None else time.monotonic() + float(s.time_limit)
         self._progress = progress
         self.skipped_: dict[str, str] = {}
+        self._optional: set[str] = set()  # left out as designed (arima over its budget)
         span = max(h, self.season)
         self.lookbacks_ = sorted({max(2, int(round(f * span))) for f in s.lookbacks})
         typical = int(np.median([len(v) for v in values]))
@@ -171,9 +174,10 @@ class AutoModel:
             "seasons_inferred": self.season_inferred_,
             "skipped": dict(self.skipped_),
         }
-        if self.skipped_:
+        cut = {k: v for k, v in self.skipped_.items() if k not in self._optional}
+        if cut:
             log.warning("auto skipped or stopped: %s", "; ".join(
-                f"{k}: {v}" for k, v in self.skipped_.items()))  # fmt: skip
+                f"{k}: {v}" for k, v in cut.items()))  # fmt: skip
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
@@ -228,7 +232,9 @@ class AutoModel:
     def _skip(self, name: str, quiet: bool, why: str) -> None:
         """Record a member left out; an optional one left out for cost says so at INFO only."""
         self.skipped_[name] = why
-        (log.info if quiet else log.warning)("auto member %s left out: %s", name, why)
+        if quiet:
+            self._optional.add(name)
+        log.info("auto member %s left out: %s", name, why)
 
     # -- networks -------------------------------------------------------------------------------
     def _fit_networks(self, values, backtest) -> dict[str, list[np.ndarray | None]]:
