@@ -137,3 +137,29 @@ def test_season_and_time_limit_flags_refuse_bad_values(panel, tmp_path):
         assert message in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "m").exists()
+
+
+def test_compare_takes_several_seasons_and_a_time_limit_for_auto(panel, tmp_path):
+    out = tmp_path / "cmp"
+    result = run(
+        "compare", panel, "--horizon", 4, "--season", "2,4", "--models", "auto",
+        "--time-limit", "20s", "--id-col", "store", "--time-col", "week", "--target", "sales",
+        "--out", out, "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    board = pd.read_csv(out / "leaderboard.csv").set_index("model")
+    assert board.loc["auto", "fit_seconds"] <= 22  # 20 s and 10%
+    config = json.loads((out / "best_model" / "config.json").read_text())
+    if "auto" in config:  # the best model is auto: its seasons are both
+        assert config["auto"]["notes"]["seasons"] == [2, 4]
+
+
+def test_fit_normalize_flag_reaches_the_saved_model(panel, tmp_path):
+    out = tmp_path / "m"
+    result = run(
+        "fit", panel, "--model", "gru", "--window", 8, "--horizon", 4, "--epochs", 2,
+        "--normalize", "auto", "--id-col", "store", "--time-col", "week", "--target", "sales",
+        "--out", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "config.json").read_text())["params"]["normalize"] == "auto"

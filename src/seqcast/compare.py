@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from seqcast.data import frames
+from seqcast.data import frames, pipeline
 from seqcast.errors import SeqcastError
 from seqcast.forecast import Forecaster, score
 from seqcast.layers import _compiled
@@ -34,6 +34,8 @@ class Comparison:
     train: pd.DataFrame
     test: pd.DataFrame
     errors: dict[str, str] = field(default_factory=dict)
+    seasons: tuple[int, ...] = ()  # as given, or inferred from the time stamps
+    seasons_inferred: bool = False
 
     @property
     def best(self) -> str:
@@ -68,6 +70,8 @@ def compare(
     on_model: Callable[[str, dict[str, float]], None] | None = None,
     load_options: dict[str, Any] | None = None,
     normalize: str | None = "auto",
+    time_limit: float | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
     **forecaster_options: Any,
 ) -> Comparison:
     """Hold out the last `horizon` points of every series, fit each model on the rest, and
@@ -81,7 +85,12 @@ def compare(
     frame = frames.load_frame(data, **(load_options or {}))
     frames.check_no_missing(frame, what="training")
     train, test = frames.split_by_time(frame, horizon)
-    season = season or 1
+    inferred = season is None
+    seasons = pipeline.as_seasons(
+        pipeline.seasons_for_freq(frames.infer_freq(train)) if inferred else season
+    )
+    # auto takes every season; the other models, the baselines and MASE the shortest
+    season = seasons[0] if seasons else 1
     window = window or max(2 * season, 2 * horizon, 8)
     names = parse_models(models)
     if season == 1:
@@ -95,8 +104,14 @@ def compare(
             options["normalize"] = normalize
             if normalize == "auto":
                 options.setdefault("validation_size", 0.0)
-        fc = Forecaster(name, window=window, horizon=horizon, season=season, **options)
-        fc.fit(train)
+        model_season = season
+        if name == "auto":
+            model_season = list(seasons) or None
+            if time_limit:
+                options["auto_options"] = {**options.get("auto_options", {}),
+                                           "time_limit": time_limit}  # fmt: skip
+        fc = Forecaster(name, window=window, horizon=horizon, season=model_season, **options)
+        fc.fit(train, on_progress=on_progress if name == "auto" else None)
         pred = fc.predict(intervals=[80])
         row = {
             "model": name,
@@ -109,7 +124,8 @@ def compare(
             on_model(name, row)
     board = pd.DataFrame(rows).reindex(columns=COLUMNS)
     board = board.sort_values("mase", kind="stable").reset_index(drop=True)
-    return Comparison(board, forecasts, fitted, train, test)
+    return Comparison(board, forecasts, fitted, train, test, seasons=seasons,
+                      seasons_inferred=inferred and bool(seasons))  # fmt: skip
 
 
 def beats(board: pd.DataFrame, model: str, baseline: str = "seasonal_naive") -> bool:

@@ -28,9 +28,10 @@ METRICS = ("smape", "mase", "mape")
 def origins(n_series: int, horizon: int, typical_length: int | None = None) -> int:
     """How many backtest origins, one step apart: enough for MIN_BACKTEST_FORECASTS forecasts
     per horizon step, at most `horizon` (beyond that the windows would reach further back
-    than the forecasts they stand for) and MAX_ORIGINS, and few enough that a series of `typical_length`
-    keeps `pipeline.MIN_HISTORY` points before its earliest origin."""
-    wanted = min(horizon, MAX_ORIGINS, max(1, math.ceil(MIN_BACKTEST_FORECASTS / max(n_series, 1))))
+    than the forecasts they stand for) and MAX_ORIGINS, and few enough that a series of
+    `typical_length` keeps `pipeline.MIN_HISTORY` points before its earliest origin."""
+    wanted = max(1, math.ceil(MIN_BACKTEST_FORECASTS / max(n_series, 1)))
+    wanted = min(horizon, MAX_ORIGINS, wanted)
     if typical_length is not None:
         wanted = min(wanted, typical_length - horizon - pipeline.MIN_HISTORY)
     return int(max(1, wanted))

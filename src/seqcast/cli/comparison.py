@@ -19,13 +19,17 @@ from seqcast.cli.options import (
     ImputeMethod,
     Normalize,
     Quiet,
+    Season,
     Target,
     TimeCol,
+    TimeLimit,
     column_options,
+    duration,
     normalize_option,
     positive,
+    seasons,
 )
-from seqcast.cli.output import out, table
+from seqcast.cli.output import member_bars, out, table
 from seqcast.errors import SeqcastError
 
 
@@ -63,7 +67,7 @@ def compare(
     out_dir: Annotated[
         Path, typer.Option("--out", help="folder for leaderboard.csv and forecast.png")
     ],
-    season: Annotated[int | None, typer.Option(help="season length (12 for monthly)")] = None,
+    season: Season = None,
     models: Annotated[str | None, typer.Option(help="comma-separated model names")] = None,
     window: Annotated[int | None, typer.Option(help="input window (default 2 seasons)")] = None,
     epochs: Annotated[int, typer.Option()] = 100,
@@ -74,6 +78,7 @@ def compare(
     impute: Impute = False,
     impute_method: ImputeMethod = None,
     normalize: Normalize = "auto",
+    time_limit: TimeLimit = None,
     quiet: Quiet = False,
 ) -> None:
     """Leaderboard of models (baselines always included) on the last HORIZON points."""
@@ -81,7 +86,7 @@ def compare(
 
     norm = normalize_option(normalize)
     positive("horizon", horizon)
-    positive("season", season)
+    season, limit = seasons(season), duration(time_limit)
     positive("window", window)
     method = missing.impute_method(impute, impute_method)
     if models is not None and not models.replace(",", "").strip():
@@ -95,7 +100,7 @@ def compare(
     )
     _compare(
         data, horizon, season, models, window, epochs, seed, out_dir, quiet, load_options,
-        normalize=norm,
+        normalize=norm, time_limit=limit,
     )  # fmt: skip
 
 
@@ -112,6 +117,7 @@ def _compare(
     load_options,
     title: str | None = None,
     normalize: str | None = "auto",
+    time_limit: float | None = None,
 ) -> None:
     from seqcast import compare as comparing
     from seqcast import plots
@@ -124,18 +130,11 @@ def _compare(
             out.print(f"  {name:<15} mase {row['mase']:.3f}   {row['fit_seconds']:.1f} s")
 
     started = time.perf_counter()
-    result = comparing.compare(
-        data,
-        horizon,
-        season,
-        models,
-        window,
-        on_model=report,
-        load_options=load_options,
-        epochs=epochs,
-        seed=seed,
-        normalize=normalize,
-    )
+    with member_bars(quiet) as on_progress:
+        result = _run(comparing, data, horizon, season, models, window, report, load_options,
+                      epochs, seed, normalize, time_limit, on_progress)  # fmt: skip
+    if result.seasons_inferred and not quiet:
+        out.print(f"seasons {', '.join(map(str, result.seasons))} inferred from the time stamps")
     board = result.leaderboard
     staging = staged(out_dir)
     try:
@@ -164,6 +163,15 @@ def _compare(
         f"best: {best}; wrote {out_dir}/report.html, leaderboard.csv, forecast.png, "
         f"leaderboard.png, best_model/ in {time.perf_counter() - started:.0f} s"
     )
+
+
+def _run(comparing, data, horizon, season, models, window, report, load_options, epochs, seed,
+         normalize, time_limit, on_progress):  # fmt: skip
+    return comparing.compare(
+        data, horizon, season, models, window, on_model=report, load_options=load_options,
+        epochs=epochs, seed=seed, normalize=normalize, time_limit=time_limit,
+        on_progress=on_progress,
+    )  # fmt: skip
 
 
 def _add_baseline(fig, result, board) -> None:

@@ -134,6 +134,12 @@ _USUAL_SEASONS = {
 }
 
 
+_OFFSET_UNITS = {
+    "Minute": "min", "Hour": "h", "Day": "D", "BusinessDay": "B", "Week": "W",
+    "MonthBegin": "M", "MonthEnd": "M", "QuarterBegin": "Q", "QuarterEnd": "Q",
+}  # fmt: skip
+
+
 def seasons_for_freq(freq) -> tuple[int, ...]:
     """The usual seasons of a pandas frequency: half-hourly (48, 336), hourly (24, 168),
     daily (7,), business-daily (5,), weekly (52,), monthly (12,), quarterly (4,); () for
@@ -148,8 +154,7 @@ def seasons_for_freq(freq) -> tuple[int, ...]:
         return ()
     name = type(offset).__name__
     n = int(getattr(offset, "n", 1))
-    base = {"Minute": "min", "Hour": "h", "Day": "D", "BusinessDay": "B", "Week": "W",
-            "MonthBegin": "M", "MonthEnd": "M", "QuarterBegin": "Q", "QuarterEnd": "Q"}.get(name)  # fmt: skip
+    base = _OFFSET_UNITS.get(name)
     return tuple(m for m in _USUAL_SEASONS[base](n) if m > 1) if base else ()
 
 
