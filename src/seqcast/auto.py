@@ -16,9 +16,14 @@ forecasters found to work, in one place:
    seasons are taken out by MSTL first (`seqcast.statistical`).
 4. The combination (mean of some members) chosen by a rolling-origin backtest on the end of
    the training part (`seqcast.selection`): never on the forecast period.
-5. Conformal intervals from the same backtest's errors over all series, on the log scale for
-   positive series (so they scale with the series) and relative to each series' own noise
-   level (so smooth series get narrow intervals and noisy ones wide).
+5. Conformal intervals from the same backtest's signed errors over all series, in units of
+   each series' MASE scale (its in-sample seasonal-naive MAE: smooth series get narrow
+   intervals, noisy ones wide, and the interval score MSIS is measured in the same unit),
+   each tail its own quantile (a forecast that tends to fall short gets a band shifted up),
+   additive and never below 0 for positive series. On the training data alone (backtest
+   windows split by series, one half calibrating the other) this gave M1 95% MSIS 14.0 and
+   Tourism 19.0, against 55.1 and 23.1 for log-scale bands over a mean-based noise level,
+   which exponentiated a few fast-growing short series' noise into bounds 10^5 times wide.
 
 Series shorter than a window are padded with a mask channel (counted in `notes`).
 
@@ -339,6 +344,7 @@ class AutoModel:
         """Backtest every combination of the network families' medians and the statistical
         members; keep the best one and its errors for the intervals."""
         self.residuals_ = np.zeros((0, self.horizon))
+        self.interval_scheme_ = "signed_mase"
         families = [f for f in NETWORK_FAMILIES if f in nets]
         members = [*families, *self.statistical_]
         if not members:
@@ -358,7 +364,8 @@ class AutoModel:
         self.choice_ = selection.choose(board, self.settings.metric)
         self.scores_ = board.to_dict("records")
         chosen = ensemble.combine(forecasts, candidates[self.choice_])
-        self.residuals_ = backtest.residuals(chosen)
+        self.residuals_ = backtest.scaled_errors(chosen)
+        self.interval_scheme_ = "signed_mase"
 
     # -- predict --------------------------------------------------------------------------------
     def predict(
@@ -384,13 +391,27 @@ class AutoModel:
         point = ensemble.combine(forecasts, chosen)
         out = {"y_hat": point[:, :horizon]}
         for level in levels:
+            lo, hi = self._interval(point, values, transforms, level)
+            out[f"y_lo_{level}"], out[f"y_hi_{level}"] = lo[:, :horizon], hi[:, :horizon]
+        return out
+
+    def _interval(self, point, values, transforms, level: int):
+        """Bounds around `point` (series, horizon). "signed_mase": the backtest's signed
+        errors in units of each series' MASE scale (its in-sample seasonal-naive MAE), each
+        tail its own conformal quantile, the band additive on the series' scale and never
+        below 0 for a positive series. "abs_noise" (directories saved before it): absolute
+        errors on the log / normalised scale over each series' noise level."""
+        if self.interval_scheme_ == "abs_noise":
             radius = uncertainty.conformal_radius(self.residuals_, level)
             noise = np.array(
                 [noise_scale(t, v, self.season) for t, v in zip(transforms, values, strict=True)]
             )
-            lo, hi = _band(point, radius[None, :] * noise[:, None], transforms)
-            out[f"y_lo_{level}"], out[f"y_hi_{level}"] = lo[:, :horizon], hi[:, :horizon]
-        return out
+            return _band(point, radius[None, :] * noise[:, None], transforms)
+        low, high = uncertainty.conformal_bounds(self.residuals_, level)
+        scale = np.array([_mase_scale(v, self.season) for v in values])[:, None]
+        lo, hi = point + low[None, :] * scale, point + high[None, :] * scale
+        positive = np.array([bool(np.all(np.asarray(v) > 0)) for v in values])[:, None]
+        return np.where(positive, np.maximum(lo, 0.0), lo), hi
 
     def _neural(self, values, transforms, family: str) -> np.ndarray:
         h = self.horizon
@@ -435,6 +456,7 @@ class AutoModel:
                 for m in self.members_
             ],
         }  # fmt: skip
+        config["interval_scheme"] = self.interval_scheme_
         tensors = {"residuals": torch.as_tensor(self.residuals_)}
         for i, m in enumerate(self.members_):
             tensors |= {f"member{i}.{k}": v for k, v in m.model.state_dict().items()}
@@ -460,6 +482,7 @@ class AutoModel:
         model.scores_ = list(config["backtest_scores"])
         model.notes_ = dict(config["notes"])
         model.residuals_ = tensors["residuals"].double().numpy().reshape(-1, model.horizon)
+        model.interval_scheme_ = config.get("interval_scheme", "abs_noise")
         model.members_ = []
         for i, spec in enumerate(config["members"]):
             net = Sequential.from_config(spec["architecture"])
@@ -612,28 +635,16 @@ class _Backtest:
     def mase_scale(self) -> np.ndarray:
         return np.array([_mase_scale(h, self.season) for h in self.histories()])
 
-    def residuals(self, forecast: np.ndarray) -> np.ndarray:
-        """Absolute errors on the normalised scale (log ratios for log series, forecasts at or
-        below 0 counting as infinitely far; multiples of the scale s otherwise), each divided
-        by its series' own noise level (`noise_scale` of the history before the origin)."""
-        truth = self.truth
-        out = np.empty_like(forecast)
-        for row, (i, e) in enumerate(zip(self.series, self.ends, strict=True)):
-            t = self.transforms[int(i)]
-            noise = noise_scale(t, self.values[int(i)][: e + 1], self.season)
-            if t.log:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = np.log(truth[row]) - np.log(np.where(forecast[row] > 0, forecast[row],
-                                                                 np.nan))  # fmt: skip
-                out[row] = np.where(np.isfinite(ratio), np.abs(ratio), np.inf) / noise
-            else:
-                out[row] = np.abs(truth[row] - forecast[row]) / t.scale / noise
-        return out
+    def scaled_errors(self, forecast: np.ndarray) -> np.ndarray:
+        """Signed errors truth - forecast, each window's in units of its series' MASE scale
+        (the in-sample seasonal-naive MAE of the history before the origin)."""
+        return (self.truth - forecast) / self.mase_scale[:, None]
 
 
 def noise_scale(t: pipeline.SeriesTransform, history: np.ndarray, season: int) -> float:
     """How much a series moves from one season (or step) to the next on the normalised scale:
     the mean |u_t - u_(t-m)| of its history (lag 1 below two seasons; 1 for a flat series).
+    The interval scale of directories saved with the "abs_noise" scheme.
 
     Conformal residuals are divided by it, and radii multiplied back, so that one quantile
     over all series gives smooth series narrow intervals and noisy ones wide: normalised

@@ -202,6 +202,25 @@ def conformal_radius(
     return out[0] if np.ndim(level) == 0 else out
 
 
+def conformal_bounds(
+    errors: np.ndarray, level: int, warn: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-horizon-step offsets (lo, hi) from signed errors (truth - forecast) of shape (n, H):
+    each tail its own split-conformal quantile at (1 + level / 100) / 2, so that skewed errors
+    (a forecast that tends to fall short of a growing series) get an interval shifted their
+    way instead of a wider symmetric one. Where n windows are too few for the tails (95% needs
+    39) but enough for the symmetric interval, the symmetric radius of |errors| is used."""
+    n = errors.shape[0]
+    check_calibration_windows(n)
+    tail = 50 + level / 2  # each tail's one-sided level, in percent
+    k = math.ceil((n + 1) * tail / 100)
+    if k > n:
+        radius = conformal_radius(errors, level, warn)
+        return -radius, radius
+    ordered = np.sort(errors, axis=0)
+    return ordered[n - k], ordered[k - 1]
+
+
 def warn_unbounded(level: int, n: int) -> None:
     """The one warning for a conformal level that `n` calibration windows cannot calibrate
     (its interval is unbounded): how many windows it needs and the highest level `n` can."""
