@@ -410,3 +410,24 @@ def test_several_seasons_are_refused_for_a_single_season_model():
         seqcast.Forecaster("lstm", window=8, horizon=4, season=[4, 12]).fit(frame)
     with pytest.raises(SeqcastError, match="positive integer or a list"):
         seqcast.Forecaster("auto", horizon=4, season=[4, 0]).fit(frame)
+
+
+def test_auto_intervals_are_in_mase_units_and_older_directories_keep_their_scheme(
+    fitted, tmp_path
+):
+    import json
+
+    fc, train, _ = fitted
+    assert fc.auto_.interval_scheme_ == "signed_mase"
+    pred = fc.predict(intervals=[80])
+    assert (pred["y_lo_80"] >= 0).all()  # positive series: never below 0
+    fc.save(tmp_path / "m")
+    config_path = tmp_path / "m" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["auto"]["interval_scheme"]  # as directories were written before it
+    config_path.write_text(json.dumps(config))
+    old = seqcast.load(tmp_path / "m")
+    assert old.auto_.interval_scheme_ == "abs_noise"
+    again = old.predict(intervals=[80])
+    pd.testing.assert_series_equal(again["y_hat"], pred["y_hat"])
+    assert np.isfinite(again["y_lo_80"]).all() and not again["y_lo_80"].equals(pred["y_lo_80"])

@@ -303,3 +303,34 @@ def test_conformal_and_in_sample_fits_measure_no_mc_coverage():
         "linear", dropout=0.1, interval_method="mc_dropout", validation_size=0.0, **options
     ).fit(_frame(values))
     assert in_sample.calibration_ == "in-sample" and in_sample.mc_coverage_ is None
+
+
+def test_conformal_bounds_take_each_tail_its_own_order_statistic():
+    # signed errors 1..99 shifted: the 80% bounds are the 10th and 90th of 99 (rank
+    # ceil(100 * 0.9) = 90 from each end), so a skewed error gets a shifted, not wider, band
+    errors = (np.arange(1, 100, dtype=float) + 20)[:, None]
+    lo, hi = uncertainty.conformal_bounds(errors, 80)
+    assert lo[0] == errors[9, 0] and hi[0] == errors[89, 0]
+    assert lo[0] > 0  # every backtest forecast fell short: the whole band sits above it
+
+
+def test_conformal_bounds_fall_back_to_the_symmetric_radius_with_few_windows(caplog):
+    rng = np.random.default_rng(0)
+    errors = rng.normal(size=(24, 3))  # 95% tails need 39 windows, the symmetric radius 19
+    lo, hi = uncertainty.conformal_bounds(errors, 95)
+    radius = uncertainty.conformal_radius(errors, 95)
+    np.testing.assert_array_equal(lo, -radius)
+    np.testing.assert_array_equal(hi, radius)
+    lo, hi = uncertainty.conformal_bounds(errors[:12], 95)  # fewer than 19: unbounded
+    assert np.isinf(lo).all() and np.isinf(hi).all()
+
+
+def test_signed_conformal_bounds_cover_skewed_errors():
+    rng = np.random.default_rng(1)
+    hits = []
+    for _ in range(2000):
+        errors = rng.exponential(size=(41, 1))  # 40 calibration + 1 new, all positive
+        lo, hi = uncertainty.conformal_bounds(errors[:40], 80)
+        hits.append(lo[0] <= errors[40, 0] <= hi[0])
+    # each tail misses at most 10% in expectation: coverage >= 80%; 2000 draws, se 0.009
+    assert 0.78 <= np.mean(hits) <= 0.87
