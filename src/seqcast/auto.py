@@ -505,7 +505,12 @@ class AutoModel:
             counts[m.family] = counts.get(m.family, 0) + 1
         nets = ", ".join(f"{n} {f}" for f, n in counts.items()) or "no networks"
         seasons = ",".join(map(str, self.seasons)) or "none"
-        skipped = f"; left out {', '.join(self.skipped_)}" if self.skipped_ else ""
+        stats = [k for k in self.skipped_ if k in statistical.STATISTICAL]
+        phases = len(self.skipped_) - len(stats)
+        cut = ([f"left out {', '.join(stats)}"] if stats else []) + (
+            [f"{phases} network phase(s) cut by the time limit"] if phases else []
+        )
+        skipped = f"; {'; '.join(cut)}" if cut else ""
         return (
             f"auto (seasons {seasons}): {nets} + {', '.join(self.statistical_) or 'no statistics'}"
             f"; chose {self.choice_}{score}{skipped}"
