@@ -12,8 +12,9 @@ long season. A series shorter than two of a season's periods is fit without that
 Cost. Members see at most `history_cap` of each series' most recent points (a few longest
 seasons, and never fewer than `MIN_HISTORY_CAP`): ETS and Theta fits grow with the length,
 and a 10,000-point hourly series says no more about the next day than its last months do.
-`probe` times a member on the longest series so that the recipe can leave out what would not
-fit its time budget, decided from measured cost rather than a count of points.
+`probe` times a member on the longest series (the worker's CPU time, which a busy machine
+changes far less than wall time) so that the recipe can leave out what would not fit its
+time budget, decided from measured cost rather than a count of points.
 
 Processes. `Workers` forks its processes once per fit and hands them chunks of series. Each
 worker asks the kernel to kill it when its parent dies (Linux `PR_SET_PDEATHSIG`), so that no
@@ -261,6 +262,13 @@ def forecasts(
     return np.concatenate(out) if out else np.zeros((0, horizon))
 
 
+def _cpu_timed_chunk(name, seasons, horizon, series) -> float:
+    """CPU seconds `forecast_chunk` takes in this process."""
+    start = time.process_time()
+    forecast_chunk(name, seasons, horizon, series)
+    return time.process_time() - start
+
+
 def probe(
     workers: Workers,
     name: str,
@@ -271,15 +279,15 @@ def probe(
     count: int = 3,
 ) -> float:
     """Seconds one fit of member `name` takes on the `count` longest series (as the members
-    see them), timed in a worker; infinity when the probe itself passes `limit` seconds."""
+    see them): the worker's CPU time, so that a busy machine does not change what the recipe
+    decides; infinity when the probe passes `limit` seconds of wall time."""
     longest = sorted(series, key=len)[-count:]
-    start = time.monotonic()
+    task = (name, tuple(seasons), int(horizon), longest)
     try:
-        workers.map(forecast_chunk, [(name, tuple(seasons), int(horizon), longest)],
-                    start + limit)  # fmt: skip
+        [seconds] = workers.map(_cpu_timed_chunk, [task], time.monotonic() + limit)
     except TimeLimitReached:
         return math.inf
-    return (time.monotonic() - start) / max(len(longest), 1)
+    return seconds / max(len(longest), 1)
 
 
 def available(requested: Sequence[str]) -> tuple[list[str], str | None]:
