@@ -412,9 +412,7 @@ def test_several_seasons_are_refused_for_a_single_season_model():
         seqcast.Forecaster("auto", horizon=4, season=[4, 0]).fit(frame)
 
 
-def test_auto_intervals_are_in_mase_units_and_older_directories_keep_their_scheme(
-    fitted, tmp_path
-):
+def test_auto_intervals_are_in_mase_units_and_older_directories_keep_their_scheme(fitted, tmp_path):
     import json
 
     fc, train, _ = fitted
