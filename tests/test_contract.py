@@ -58,6 +58,7 @@ from seqcast.layers import (
 )
 from seqcast.models import STRATEGIES, ModelSpec, build_model, list_models, model_strategies
 from seqcast.models.baselines import NaiveForecast, SeasonalNaiveForecast
+from seqcast.models.families import DilatedLSTM, LastStepTCN, Patches
 from seqcast.models.heads import LastStep
 from seqcast.sequential import Sequential
 
@@ -107,6 +108,10 @@ EXAMPLES: dict[str, tuple[Callable[[], Layer], tuple[int, ...]]] = {
     "NaiveForecast": (lambda: NaiveForecast(3), SEQ),
     "SeasonalNaiveForecast": (lambda: SeasonalNaiveForecast(3, season=2), SEQ),
     "LastStep": (lambda: LastStep(), SEQ),
+    # auto's recurrent and convolutional families (seqcast.models.families)
+    "Patches": (lambda: Patches(2), SEQ),
+    "DilatedLSTM": (lambda: DilatedLSTM(2, dilation=2), SEQ),
+    "LastStepTCN": (lambda: LastStepTCN(2, depth=3, gated=True), SEQ),
 }
 LAYERS = sorted(EXAMPLES)
 CAUSAL = [name for name in LAYERS if EXAMPLES[name][0]().causal]
@@ -265,6 +270,6 @@ def test_contract_counts(capsys):
             f"(+ causality on {len(CAUSAL)}); {len(MODELS)} models x {len(STRATEGIES)} "
             f"strategies = {len(PAIRS)} pairs ({supported} built, {len(REFUSED)} refused)"
         )
-    assert len(LAYERS) == len(registered_layers()) == 26
-    assert len(CAUSAL) == 13
+    assert len(LAYERS) == len(registered_layers()) == 29
+    assert len(CAUSAL) == 14
     assert (len(MODELS), len(PAIRS), supported) == (15, 45, 35)
