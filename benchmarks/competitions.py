@@ -887,12 +887,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; the torch thread count and warning filters it sets are restored
+    when it returns (tests call it in-process)."""
     args = parse_args(argv)
     import torch
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore", category=RuntimeWarning)  # statsforecast's fits, noisy
+    try:
+        with warnings.catch_warnings():
+            # statsforecast's fits, noisy
+            warnings.filterwarnings("ignore", category=RuntimeWarning)
+            return _run(args)
+    finally:
+        torch.set_num_threads(threads)
 
+
+def _run(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 

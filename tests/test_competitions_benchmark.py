@@ -217,7 +217,11 @@ def test_m4_weekly_without_its_folder_is_skipped_with_one_line(tmp_path, capsys)
     with pytest.raises(module.MissingData, match="no Weekly-train.csv in"):
         module.load_groups("m4w", None, tmp_path)
     argv = ["--datasets", "m4w", "--m4-dir", str(tmp_path), "--models", "none", "--stats", "none"]
-    assert module.main(argv) == 2
+    import torch
+
+    threads = torch.get_num_threads()
+    assert module.main([*argv, "--threads", str(threads + 1)]) == 2
+    assert torch.get_num_threads() == threads  # main() leaves no global state behind
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"M4 Weekly skipped: no Weekly-train.csv in {tmp_path}; pass --m4-dir"
 
