@@ -213,3 +213,24 @@ def test_seqcast_fit_with_lr_10000_exits_3_with_one_line_and_writes_no_model(tmp
     assert "learning rate (10000) is likely too high" in lines[0]
     assert not out.exists()
     print(f"exit {result.returncode}: {lines[0]}")
+
+
+def test_a_diverged_lightning_fit_restores_the_thread_counts_at_once():
+    """Lightning skips its callbacks' teardown when fit raises: the thread counts the run set
+    must still be restored before fit_arrays returns, not whenever garbage collection runs."""
+    import gc
+
+    from seqcast.layers import _kernels
+
+    gc.disable()  # a collection must not do the restoring in this test's place
+    try:
+        before = (torch.get_num_threads(), _kernels._stack_threads)
+        x, y = data()
+        settings = TrainSettings.from_kwargs(
+            epochs=5, lr=10000, seed=0, progress=False, trainer="lightning", threads=1
+        )
+        with pytest.raises(TrainingDivergedError):
+            fit_arrays(lstm(), x, y, settings)
+        assert (torch.get_num_threads(), _kernels._stack_threads) == before
+    finally:
+        gc.enable()

@@ -189,7 +189,17 @@ def _placement_callback(model: nn.Module, settings: TrainSettings, batches: list
             self.stack.enter_context(_compiled.using_stack_threads(threads))
 
         def teardown(self, trainer, module, stage):
-            self.stack.close()
+            self.close()
+
+        def on_exception(self, trainer, module, exception):
+            self.close()  # Lightning skips teardown when fit raises (a diverged run)
+
+        def close(self) -> None:
+            """Restore the thread counts now (idempotent), never when the stack happens to
+            be collected, which could be in the middle of a later fit."""
+            stack = getattr(self, "stack", None)
+            if stack is not None:
+                stack.close()
 
     return Placement()
 
@@ -227,6 +237,7 @@ def _fit_lightning(
         callbacks = [*recipe_callbacks(settings, model, (x, y, val), train, history, best),
                      *callbacks]  # fmt: skip
         checkpoints = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
+        placement = _placement_callback(model, settings, batchers)
         trainer = pl.Trainer(
             max_epochs=settings.epochs,
             max_time=None if settings.time_limit is None else {"seconds": settings.time_limit},
@@ -242,7 +253,7 @@ def _fit_lightning(
             gradient_clip_val=settings.clip_norm or settings.clip_value,
             gradient_clip_algorithm="value" if settings.clip_value else "norm",
             callbacks=[
-                _placement_callback(model, settings, batchers),
+                placement,
                 _epoch_callback(history, settings, best, on_epoch_end),
                 *callbacks,
             ],
@@ -253,6 +264,7 @@ def _fit_lightning(
         try:
             trainer.fit(module, *map(_loader, batchers))
         finally:
+            placement.close()
             torch.set_num_threads(previous_threads)
     return history
 
