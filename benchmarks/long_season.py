@@ -50,7 +50,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -61,6 +60,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from competitions import machine, versions  # noqa: E402  (the same records as every benchmark)
 
 MODELS = ("auto", "mstl", "seasonal_naive")
 DEFAULT_SIZES = "2000,10000"
@@ -354,37 +356,6 @@ def missing_auto_fields(names: list[str]) -> list[str]:
 def cases(args: argparse.Namespace) -> list[Case]:
     out = [synthetic_case(n, s, args.seed) for n in args.sizes for s in args.seasons]
     return out + [real_case(name) for name in args.real]
-
-
-def versions() -> dict:
-    import pandas as pd
-    import torch
-
-    import seqcast
-
-    try:
-        import statsforecast
-
-        sf = statsforecast.__version__
-    except ImportError:
-        sf = None
-    return {
-        "seqcast": seqcast.__version__,
-        "statsforecast": sf,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def machine() -> dict:
-    return {
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-    }
 
 
 def table(rows: list[dict], models: list[str]) -> list[str]:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from seqcast import compare as compare_module
+from seqcast import layers
 from seqcast.compare import compare
 from seqcast.layers import _compiled
 from seqcast.models.registry import list_models, runs_recurrences
@@ -19,8 +20,8 @@ def test_models_holding_recurrent_layers_or_scans_are_known_without_building_the
 @pytest.mark.parametrize(("models", "starts"), [("linear", False), ("linear,gru", True)])
 def test_compare_starts_the_kernel_build_only_for_recurrent_models(monkeypatch, models, starts):
     started = []
-    monkeypatch.setattr(_compiled, "build_in_background", lambda: started.append(True))
-    assert compare_module._compiled is _compiled
+    monkeypatch.setattr(compare_module, "build_kernels_in_background", lambda: started.append(True))
+    assert layers.build_kernels_in_background is _compiled.build_in_background
     series = 100 + 10 * np.sin(np.arange(60) / 3)
     board = compare(series, horizon=4, models=models, epochs=1).leaderboard
     assert set(board["model"]) == {"naive", *models.split(",")}

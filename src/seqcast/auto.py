@@ -49,7 +49,7 @@ import torch
 from seqcast import ensemble, selection, statistical, training, uncertainty
 from seqcast.data import pipeline
 from seqcast.errors import SeqcastError
-from seqcast.layers import _compiled
+from seqcast.layers import build_kernels_in_background
 from seqcast.sequential import Sequential
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class AutoModel:
         self.origins_ = selection.origins(len(values), h, typical)
         backtest = _Backtest.cut(values, h, self.seasons, self.origins_)
         if any(f in NETWORK_FAMILIES for f in s.families):
-            _compiled.build_in_background()  # its first load overlaps the statistical members
+            build_kernels_in_background()  # its first load overlaps the statistical members
         with statistical.Workers(statistical.resolve_jobs(s.n_jobs)) as workers:
             stats = self._statistical_backtest(workers, values, backtest)
             nets = self._fit_networks(values, backtest)
@@ -390,16 +390,17 @@ class AutoModel:
                 forecasts[name] = statistical.forecasts(workers, name, values, self.seasons, h)
         point = ensemble.combine(forecasts, chosen)
         out = {"y_hat": point[:, :horizon]}
+        scale = np.array([_mase_scale(v, self.season) for v in values])[:, None]
         for level in levels:
-            lo, hi = self._interval(point, values, transforms, level)
+            lo, hi = self._interval(point, values, transforms, scale, level)
             out[f"y_lo_{level}"], out[f"y_hi_{level}"] = lo[:, :horizon], hi[:, :horizon]
         return out
 
-    def _interval(self, point, values, transforms, level: int):
+    def _interval(self, point, values, transforms, scale, level: int):
         """Bounds around `point` (series, horizon). "signed_mase": the backtest's signed
-        errors in units of each series' MASE scale (its in-sample seasonal-naive MAE), each
-        tail its own conformal quantile, the band additive on the series' scale and never
-        below 0 for a positive series. "abs_noise" (directories saved before it): absolute
+        errors in units of each series' MASE scale (`scale`: its in-sample seasonal-naive MAE),
+        each tail its own conformal quantile, the band additive on the series' scale and
+        never below 0 for a positive series. "abs_noise" (directories saved before it): absolute
         errors on the log / normalised scale over each series' noise level."""
         if self.interval_scheme_ == "abs_noise":
             radius = uncertainty.conformal_radius(self.residuals_, level)
@@ -408,7 +409,6 @@ class AutoModel:
             )
             return _band(point, radius[None, :] * noise[:, None], transforms)
         low, high = uncertainty.conformal_bounds(self.residuals_, level)
-        scale = np.array([_mase_scale(v, self.season) for v in values])[:, None]
         lo, hi = point + low[None, :] * scale, point + high[None, :] * scale
         positive = np.array([bool(np.all(np.asarray(v) > 0)) for v in values])[:, None]
         return np.where(positive, np.maximum(lo, 0.0), lo), hi

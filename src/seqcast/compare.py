@@ -15,7 +15,7 @@ import pandas as pd
 from seqcast.data import frames, pipeline
 from seqcast.errors import SeqcastError
 from seqcast.forecast import Forecaster, score
-from seqcast.layers import _compiled
+from seqcast.layers import build_kernels_in_background
 from seqcast.models.registry import BASELINES, list_models, runs_recurrences
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def compare(
     if season == 1:
         names = [n for n in names if n != "seasonal_naive"]
     if any(n != "auto" and runs_recurrences(n) for n in names):
-        _compiled.build_in_background()  # the first-use build overlaps the models before
+        build_kernels_in_background()  # the first-use build overlaps the models before
     rows, forecasts, fitted = [], {}, {}
     for name in names:
         options = dict(forecaster_options)

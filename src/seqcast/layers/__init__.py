@@ -1,5 +1,6 @@
 """PyTorch modules with Keras semantics: cells, recurrent layers, wrappers, convolutions."""
 
+from seqcast.layers._compiled import build_in_background as build_kernels_in_background
 from seqcast.layers.base import Layer, deserialize, mask_of, registered_layers, serialize
 from seqcast.layers.cells import GRUCell, LSTMCell, SimpleRNNCell
 from seqcast.layers.conv import Conv1D, WaveNet, receptive_field
@@ -45,4 +46,5 @@ __all__ = [
     "Conv1D",
     "WaveNet",
     "receptive_field",
+    "build_kernels_in_background",
 ]
